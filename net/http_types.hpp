@@ -1,0 +1,52 @@
+// Plain HTTP request and response values exchanged with the outbound pool. Outbound requests
+// often carry secrets (an Authorization header, a refresh token in a form body), so both types
+// wipe their header values and bodies on destruction and are never logged whole: log
+// `method`, `url` and `status` only. URLs never carry secrets (RFC 6749 §3.2, RFC 6750 §2.3).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace latchkey {
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// Case-insensitive header lookup; the first match wins.
+std::optional<std::string> find_header(const header_list& headers, std::string_view name);
+
+struct http_request {
+  std::string method;  // "GET", "POST", ...
+  std::string url;     // absolute: scheme://host[:port]/path[?query]
+  header_list headers;
+  std::string body;
+  std::chrono::milliseconds timeout{10000};
+
+  http_request() = default;
+  http_request(const http_request&) = default;
+  http_request(http_request&&) = default;
+  http_request& operator=(const http_request&) = default;
+  http_request& operator=(http_request&&) = default;
+  ~http_request();
+};
+
+struct http_response {
+  /// 0 when no response arrived; `transport_error` then says why (never a secret).
+  int status = 0;
+  std::string transport_error;
+  header_list headers;
+  std::string body;
+
+  http_response() = default;
+  http_response(const http_response&) = default;
+  http_response(http_response&&) = default;
+  http_response& operator=(const http_response&) = default;
+  http_response& operator=(http_response&&) = default;
+  ~http_response();
+
+  bool transport_failed() const { return status == 0; }
+};
+
+}  // namespace latchkey
