@@ -19,7 +19,7 @@ struct options {
   std::string data_dir;         // required; created if missing
   std::string master_key_file;  // required; 32 random bytes in base64
   std::uint32_t master_key_version = 1;
-  std::string admin_key_file;   // required; the admin bearer token (at least 16 bytes)
+  std::string admin_key_file;  // required; the admin bearer token (at least 16 bytes)
 
   // HTTP gateway.
   std::string http_address = "127.0.0.1";
@@ -62,5 +62,9 @@ result<options> load_options(int argc, const char* const* argv);
 
 /// The options table as Markdown (name, type, default, description).
 std::string options_markdown();
+
+/// The text of config/latchkey.example.toml: every option with a comment and its default
+/// (and a sample path for each required option), so that the file cannot drift.
+std::string options_example_toml();
 
 }  // namespace latchkey
