@@ -55,6 +55,10 @@ void runtime::stop() {
     if (handle)
       caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
   system_.reset();
+
+  // Move the memtables into SST files so the next start replays no WAL.
+  if (auto flushed = db_->flush(); !flushed)
+    spdlog::warn("flush at shutdown failed: {}", flushed.error().message);
   spdlog::info("runtime stopped");
 }
 

@@ -5,8 +5,10 @@
 namespace latchkey {
 
 void wipe_string(std::string& s) {
-  if (!s.empty())
-    OPENSSL_cleanse(s.data(), s.size());
+  // The whole buffer, not just size(): a moved-from short string keeps its old bytes in the
+  // small-string buffer with size() already 0.
+  if (s.capacity() > 0)
+    OPENSSL_cleanse(s.data(), s.capacity());
   s.clear();
 }
 

@@ -1,6 +1,6 @@
 #include "net/oauth/token_request.hpp"
 
-#include <openssl/evp.h>
+#include "persistence/envelope.hpp"
 
 namespace latchkey::oauth {
 
@@ -21,18 +21,6 @@ int hex_value(char c) {
 bool is_unreserved_form_byte(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '.' || c == '_' || c == '*';
-}
-
-// Standard base64 with padding (RFC 4648 §4). A private copy because persistence's
-// base64_encode (persistence/envelope.hpp) was not implemented yet when this was written;
-// switch to it once it is, and delete this.
-std::string base64_encode_private(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                      reinterpret_cast<const unsigned char*>(bytes.data()),
-                                      static_cast<int>(bytes.size()));
-  out.resize(written < 0 ? 0 : static_cast<std::size_t>(written));
-  return out;
 }
 
 void append_param(std::string& body, std::string_view name, std::string_view value) {
@@ -110,7 +98,7 @@ secret_string basic_authorization(std::string_view client_id, std::string_view c
   pair += encoded_secret;
   wipe_string(encoded_secret);
 
-  std::string encoded = base64_encode_private(pair);
+  std::string encoded = base64_encode(pair);
   wipe_string(pair);
 
   secret_string header(std::string("Basic ") + encoded);

@@ -1,0 +1,175 @@
+// Bad input over real HTTP: each mistake gets its status and stable error code, and nothing
+// is stored (checked by reading back or by repeating the request correctly).
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/support/environment.hpp"
+
+namespace latchkey::testing {
+namespace {
+
+std::string str(const json::value& v) { return std::string(v.as_string()); }
+
+class api_errors : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new temp_dir("api-errors");
+    server_ = new oauth_server(dir_->path());
+    node_ = new daemon(dir_->path());
+    node_->start();
+    node_->register_provider(*server_);
+    key_ = node_->create_agent("bot", "[\"alice\"]");
+    auto tokens = server_->login("alice");
+    auto r = node_->call(key_, "PUT", "/v1/users/alice/connections/demo",
+                         "{\"refresh_token\":\"" + str(tokens["refresh_token"]) +
+                             "\",\"scope\":\"openid offline_access leads.read\"}");
+    ASSERT_EQ(r.status, 200) << r.raw;
+  }
+
+  static void TearDownTestSuite() {
+    delete node_;
+    delete server_;
+    delete dir_;
+  }
+
+  // Asserts status and error code, and that the body has a message.
+  static void expect_error(const reply& r, int status, const std::string& code) {
+    EXPECT_EQ(r.status, status) << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << r.raw;
+    EXPECT_EQ(str(r.body.as_object().at("error")), code) << r.raw;
+    EXPECT_TRUE(r.body.as_object().at("message").is_string());
+  }
+
+  static std::size_t task_count() {
+    auto r = node_->call(key_, "GET", "/v1/users/alice/tasks");
+    return r.body.as_object().at("tasks").as_array().size();
+  }
+
+  static inline temp_dir* dir_ = nullptr;
+  static inline oauth_server* server_ = nullptr;
+  static inline daemon* node_ = nullptr;
+  static inline std::string key_;
+};
+
+const std::string good_action = R"("action":{"method":"GET","path":"/leads"})";
+
+// Malformed JSON is 400 invalid_json and creates no task.
+TEST_F(api_errors, malformed_json_is_rejected) {
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks", "{\"provider\":"), 400,
+               "invalid_json");
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks", "[1,2]"), 400, "invalid_json");
+  EXPECT_EQ(task_count(), 0u);
+}
+
+// Wrong types and missing fields are 400 invalid_request.
+TEST_F(api_errors, wrong_types_are_rejected) {
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks",
+                           R"({"provider":7,"delay_seconds":1,)" + good_action + "}"),
+               400, "invalid_request");
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks",
+                           R"({"provider":"demo","delay_seconds":"soon",)" + good_action + "}"),
+               400, "invalid_request");
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks",
+                           R"({"provider":"demo","run_at":"tomorrow",)" + good_action + "}"),
+               400, "invalid_request");
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks", R"({"provider":"demo"})"), 400,
+               "invalid_request");
+  expect_error(node_->call(key_, "PUT", "/v1/users/alice/connections/demo",
+                           R"({"refresh_token":42})"),
+               400, "invalid_request");
+  EXPECT_EQ(task_count(), 0u);
+}
+
+// A task for an unknown provider is 404 unknown_provider.
+TEST_F(api_errors, unknown_provider_is_rejected) {
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks",
+                           R"({"provider":"nope","delay_seconds":1,)" + good_action + "}"),
+               404, "unknown_provider");
+  expect_error(node_->call(key_, "PUT", "/v1/users/alice/connections/nope",
+                           R"({"refresh_token":"x"})"),
+               404, "unknown_provider");
+  EXPECT_EQ(task_count(), 0u);
+}
+
+// Paths that would leave the provider's API base URL are refused.
+TEST_F(api_errors, path_escaping_base_url_is_rejected) {
+  for (const char* path : {"http://evil.example/x", "//evil.example/x", "/../admin", "/a/%2e%2e/b",
+                           "/a/../../b", "leads"}) {
+    std::string body = R"({"provider":"demo","delay_seconds":1,"action":{"method":"GET","path":")" +
+                       std::string(path) + "\"}}";
+    auto r = node_->call(key_, "POST", "/v1/users/alice/tasks", body);
+    EXPECT_EQ(r.status, 400) << path << " " << r.raw;
+    EXPECT_EQ(str(r.body.as_object().at("error")), "path_outside_base") << path;
+  }
+  EXPECT_EQ(task_count(), 0u);
+}
+
+// Scopes beyond the connection's grant are refused.
+TEST_F(api_errors, scopes_outside_grant_are_rejected) {
+  expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks",
+                           R"({"provider":"demo","scopes":["leads.write"],"delay_seconds":1,)" +
+                               good_action + "}"),
+               403, "scope_not_granted");
+  EXPECT_EQ(task_count(), 0u);
+}
+
+// No key, a wrong key, and an agent key on an admin route.
+TEST_F(api_errors, missing_or_wrong_keys_are_rejected) {
+  expect_error(node_->call("", "GET", "/v1/users/alice/tasks"), 401, "unauthorized");
+  expect_error(node_->call("lk_not-a-key", "GET", "/v1/users/alice/tasks"), 401, "unauthorized");
+  expect_error(node_->call(key_, "POST", "/v1/agents", R"({"id":"rogue","users":["*"]})"), 403,
+               "forbidden");
+  expect_error(node_->call("wrong-admin-key-000", "POST", "/v1/providers", "{}"), 401,
+               "unauthorized");
+  // Nothing was created: the same agent id is still free.
+  EXPECT_EQ(node_->admin("POST", "/v1/agents", R"({"id":"rogue","users":["bob"]})").status, 201);
+}
+
+// An agent reaching for another user's data is 403, on every user route.
+TEST_F(api_errors, other_users_data_is_forbidden) {
+  expect_error(node_->call(key_, "GET", "/v1/users/bob/tasks"), 403, "forbidden");
+  expect_error(node_->call(key_, "GET", "/v1/users/bob/connections/demo"), 403, "forbidden");
+  expect_error(node_->call(key_, "PUT", "/v1/users/bob/connections/demo",
+                           R"({"refresh_token":"x"})"),
+               403, "forbidden");
+  expect_error(node_->call(key_, "POST", "/v1/users/bob/tasks",
+                           R"({"provider":"demo","delay_seconds":1,)" + good_action + "}"),
+               403, "forbidden");
+  expect_error(node_->call(key_, "GET", "/v1/users/bob/audit"), 403, "forbidden");
+}
+
+// A 2 MiB body is 413 payload_too_large and stores nothing.
+TEST_F(api_errors, oversized_body_is_rejected) {
+  std::string body = R"({"id":"big","users":["*"],"pad":")" + std::string(2 << 20, 'a') + "\"}";
+  expect_error(node_->admin("POST", "/v1/agents", body), 413, "payload_too_large");
+  EXPECT_EQ(node_->admin("POST", "/v1/agents", R"({"id":"big","users":["*"]})").status, 201);
+}
+
+// Duplicates conflict; unknown tasks are 404; a finished task cannot be cancelled twice.
+TEST_F(api_errors, conflicts_and_unknown_ids) {
+  auto provider = node_->admin("POST", "/v1/providers",
+                               R"({"id":"demo","token_url":"http://127.0.0.1:1/t",)"
+                               R"("api_base_url":"http://127.0.0.1:1/a","client_id":"c",)"
+                               R"("client_secret":"s"})");
+  expect_error(provider, 409, "already_exists");
+  expect_error(node_->call(key_, "GET", "/v1/users/alice/tasks/t_missing"), 404, "not_found");
+
+  auto created = node_->call(key_, "POST", "/v1/users/alice/tasks",
+                             R"({"provider":"demo","delay_seconds":3600,)" + good_action + "}");
+  ASSERT_EQ(created.status, 201);
+  auto id = str(created.body.as_object().at("id"));
+  EXPECT_EQ(node_->call(key_, "DELETE", "/v1/users/alice/tasks/" + id).status, 200);
+  expect_error(node_->call(key_, "DELETE", "/v1/users/alice/tasks/" + id), 409, "task_finished");
+  EXPECT_EQ(str(node_->call(key_, "GET", "/v1/users/alice/tasks/" + id)
+                    .body.as_object()
+                    .at("status")),
+            "cancelled");
+}
+
+// Unknown routes answer with the same JSON error shape.
+TEST_F(api_errors, unknown_route_is_json_404) {
+  expect_error(node_->call(key_, "GET", "/v2/anything"), 404, "not_found");
+}
+
+}  // namespace
+}  // namespace latchkey::testing
