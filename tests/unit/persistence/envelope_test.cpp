@@ -3,12 +3,19 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace latchkey {
 namespace {
@@ -310,6 +317,138 @@ TEST(envelope, seal_differs_when_same_plaintext_sealed_twice) {
   ASSERT_TRUE(second.ok());
   EXPECT_NE(*first, *second);
   EXPECT_NE(first->substr(1, 12), second->substr(1, 12));
+}
+
+// The nonce of a sealed value (bytes 1..12, see envelope.hpp).
+std::string nonce_of(const std::string& sealed) {
+  return sealed.substr(1, 12);
+}
+
+// Seals `count` values and returns their nonces; empty if any seal fails.
+std::vector<std::string> seal_nonces(const secret_string& dek, int count) {
+  std::vector<std::string> nonces;
+  for (int i = 0; i < count; ++i) {
+    auto sealed = seal(dek, "token", alice_google);
+    if (!sealed.ok())
+      return {};
+    nonces.push_back(nonce_of(*sealed));
+  }
+  return nonces;
+}
+
+bool write_all(int fd, const std::string& bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string read_all(int fd) {
+  std::string bytes;
+  char buf[256];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return bytes;
+    bytes.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+// Seals once (so this thread holds buffered nonces), copies the process with `copy_process`,
+// and has parent and child each seal `count` values under the same key. Without a fork guard
+// the child would hand out exactly the nonces the parent hands out next. Returns the child's
+// nonces and the parent's, in that order.
+std::pair<std::vector<std::string>, std::vector<std::string>> nonces_after_copy(
+    pid_t (*copy_process)(), int count) {
+  const secret_string dek = generate_data_key();
+  EXPECT_EQ(seal_nonces(dek, 1).size(), 1u);
+
+  int fds[2];
+  EXPECT_EQ(::pipe(fds), 0);
+  const pid_t child = copy_process();
+  if (child == 0) {
+    // The child only seals and reports: no gtest machinery, and _exit skips the parent's
+    // atexit handlers and buffered output.
+    ::close(fds[0]);
+    std::string report;
+    for (const auto& nonce : seal_nonces(dek, count))
+      report += nonce;
+    ::_exit(write_all(fds[1], report) ? 0 : 1);
+  }
+  EXPECT_GT(child, 0);
+  ::close(fds[1]);
+
+  const auto parent_nonces = seal_nonces(dek, count);
+  const std::string report = read_all(fds[0]);
+  ::close(fds[0]);
+  int wait_status = 0;
+  EXPECT_EQ(::waitpid(child, &wait_status, 0), child);
+  EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
+
+  std::vector<std::string> child_nonces;
+  for (std::size_t pos = 0; pos + 12 <= report.size(); pos += 12)
+    child_nonces.push_back(report.substr(pos, 12));
+  return {child_nonces, parent_nonces};
+}
+
+bool shares_any(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  return std::any_of(a.begin(), a.end(), [&](const std::string& x) {
+    return std::find(b.begin(), b.end(), x) != b.end();
+  });
+}
+
+// A forked child must never reuse the nonces buffered in its parent: under the same data key
+// that would expose the XOR of two plaintexts and GCM's authentication key.
+TEST(envelope, forked_child_draws_nonces_unlike_parents_next) {
+  const auto [child, parent] = nonces_after_copy(::fork, 8);
+
+  ASSERT_EQ(child.size(), 8u);
+  ASSERT_EQ(parent.size(), 8u);
+  EXPECT_FALSE(shares_any(child, parent));
+}
+
+// _Fork() runs no atfork handlers, so here the pid check alone must catch the copy.
+TEST(envelope, child_of_fork_without_atfork_handlers_draws_nonces_unlike_parents_next) {
+  const auto [child, parent] = nonces_after_copy(::_Fork, 8);
+
+  ASSERT_EQ(child.size(), 8u);
+  ASSERT_EQ(parent.size(), 8u);
+  EXPECT_FALSE(shares_any(child, parent));
+}
+
+// Nonces come from a refilled buffer; across many refills none repeats.
+TEST(envelope, seal_draws_distinct_nonces_over_10000_seals) {
+  const secret_string dek = generate_data_key();
+
+  const auto nonces = seal_nonces(dek, 10000);
+
+  ASSERT_EQ(nonces.size(), 10000u);
+  EXPECT_EQ(std::set<std::string>(nonces.begin(), nonces.end()).size(), 10000u);
+}
+
+// Each thread has a buffer of its own; threads sealing at once never share a nonce.
+TEST(envelope, seal_draws_distinct_nonces_across_threads) {
+  const secret_string dek = generate_data_key();
+  std::vector<std::string> first, second;
+
+  std::thread a([&] { first = seal_nonces(dek, 1000); });
+  std::thread b([&] { second = seal_nonces(dek, 1000); });
+  a.join();
+  b.join();
+
+  ASSERT_EQ(first.size(), 1000u);
+  ASSERT_EQ(second.size(), 1000u);
+  std::set<std::string> all(first.begin(), first.end());
+  all.insert(second.begin(), second.end());
+  EXPECT_EQ(all.size(), 2000u);
 }
 
 // Failure messages carry neither the plaintext nor the key.
