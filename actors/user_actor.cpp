@@ -280,9 +280,16 @@ void start_refresh(caf::event_based_actor* self, const state_ptr& st,
   spdlog::debug("refreshing token user={} provider={} waiters={}", st->user, provider,
                 slot.waiters.size());
   self->request(st->ctx->outbound, caf::infinite, perform_atom::value, std::move(request))
-      .then([self, st, provider, generation](http_response& reply) {
-        finish_refresh(self, st, provider, generation, reply);
-      });
+      .then(
+          [self, st, provider, generation](http_response& reply) {
+            finish_refresh(self, st, provider, generation, reply);
+          },
+          [self, st, provider, generation](caf::error&) {
+            // The outbound pool is gone (shutdown): treat it as a call that got no response.
+            http_response none;
+            none.transport_error = "outbound pool unavailable";
+            finish_refresh(self, st, provider, generation, none);
+          });
 }
 
 caf::result<token_reply> get_token(caf::event_based_actor* self, const state_ptr& st,
