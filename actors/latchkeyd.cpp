@@ -41,8 +41,8 @@ result<secret_string> read_admin_key(const std::string& path) {
   std::string key = first == std::string::npos ? "" : text.substr(first, last - first + 1);
   wipe_string(text);
   if (key.size() < 16)
-    return make_failure("admin_key_invalid", "the admin key in " + path +
-                                                 " must be at least 16 characters");
+    return make_failure("admin_key_invalid",
+                        "the admin key in " + path + " must be at least 16 characters");
   return secret_string(std::move(key));
 }
 

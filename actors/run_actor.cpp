@@ -40,9 +40,9 @@ run_outcome outcome_of(run_outcome::kind_t kind, std::string code,
 }
 
 void audit_attempt(const run_state& st, const std::string& outcome, const std::string& detail) {
-  auto written = st.ctx->audit->append(audit_event{st.task.user, "agent:" + st.task.agent,
-                                                   "token.used", outcome, st.task.provider,
-                                                   st.task.id, detail});
+  auto written =
+      st.ctx->audit->append(audit_event{st.task.user, "agent:" + st.task.agent, "token.used",
+                                        outcome, st.task.provider, st.task.id, detail});
   if (!written)
     spdlog::error("audit write failed user={} task={} code={}", st.task.user, st.task.id,
                   written.error().code);
@@ -94,9 +94,9 @@ void send_action(caf::event_based_actor* self, const state_ptr& st, secret_strin
 
   self->request(st->ctx->outbound, caf::infinite, perform_atom::value, std::move(request))
       .then([self, st, token](http_response& reply) {
-        auto detail = st->task.action.method + " " + st->task.action.path + " -> " +
-                      (reply.transport_failed() ? std::string("no response")
-                                                : std::to_string(reply.status));
+        auto detail =
+            st->task.action.method + " " + st->task.action.path + " -> " +
+            (reply.transport_failed() ? std::string("no response") : std::to_string(reply.status));
         if (reply.status == 401 && !st->forced_refresh) {
           audit_attempt(*st, "unauthorized", detail + ", forcing one refresh");
           st->forced_refresh = true;

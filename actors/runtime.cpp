@@ -1,7 +1,7 @@
 #include "actors/runtime.hpp"
 
-#include <caf/all.hpp>
 #include <spdlog/spdlog.h>
+#include <caf/all.hpp>
 
 #include <filesystem>
 

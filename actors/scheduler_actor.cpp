@@ -88,8 +88,8 @@ void start_run(caf::event_based_actor* self, const state_ptr& st, const std::str
   task.attempts += 1;
   task.updated_at_ms = now_ms();
   if (auto saved = save_task(*st, task, task.due_at_ms, nullptr); !saved) {
-    spdlog::error("cannot record the start of task user={} task={} code={}; retrying in 1 s",
-                  user, id, saved.error().code);
+    spdlog::error("cannot record the start of task user={} task={} code={}; retrying in 1 s", user,
+                  id, saved.error().code);
     add_to_window(*st, now_ms() + 1000, id, user);
     return;
   }
@@ -103,19 +103,19 @@ void start_run(caf::event_based_actor* self, const state_ptr& st, const std::str
   // The run bounds its own calls; this guard only catches a run that hangs or dies.
   auto guard = st->ctx->opts.outbound_timeout * 6 + std::chrono::seconds(30);
   self->request(run, guard, run_atom::value)
-      .then(
-          [self, st, user, id](run_outcome& outcome) { apply_outcome(self, st, user, id, outcome); },
-          [self, st, user, id](caf::error& err) {
-            auto it = st->running.find(id);
-            if (it != st->running.end())
-              self->send_exit(it->second, caf::exit_reason::kill);
-            spdlog::warn("task run did not report user={} task={} reason={}", user, id,
-                         to_string(err));
-            run_outcome lost;
-            lost.kind = run_outcome::transient;
-            lost.code = "run_lost";
-            apply_outcome(self, st, user, id, lost);
-          });
+      .then([self, st, user,
+             id](run_outcome& outcome) { apply_outcome(self, st, user, id, outcome); },
+            [self, st, user, id](caf::error& err) {
+              auto it = st->running.find(id);
+              if (it != st->running.end())
+                self->send_exit(it->second, caf::exit_reason::kill);
+              spdlog::warn("task run did not report user={} task={} reason={}", user, id,
+                           to_string(err));
+              run_outcome lost;
+              lost.kind = run_outcome::transient;
+              lost.code = "run_lost";
+              apply_outcome(self, st, user, id, lost);
+            });
 }
 
 void apply_outcome(caf::event_based_actor* self, const state_ptr& st, const std::string& user,
@@ -159,14 +159,19 @@ void apply_outcome(caf::event_based_actor* self, const state_ptr& st, const std:
     }
   }
 
-  audit_event event{user,     "scheduler", "task.finished", task.status, task.provider, task.id,
+  audit_event event{user,
+                    "scheduler",
+                    "task.finished",
+                    task.status,
+                    task.provider,
+                    task.id,
                     "attempt " + std::to_string(task.attempts) +
                         (outcome.code.empty() ? "" : " " + outcome.code)};
   if (task.status == task_status::retrying)
     event.event = "task.retry_scheduled";
   if (auto saved = save_task(*st, task, previous_due, &event); !saved) {
-    spdlog::error("cannot record task outcome user={} task={} code={}; it will run again",
-                  user, id, saved.error().code);
+    spdlog::error("cannot record task outcome user={} task={} code={}; it will run again", user, id,
+                  saved.error().code);
     add_to_window(*st, now_ms() + 1000, id, user);
     arm(self, st);
     return;
@@ -224,8 +229,8 @@ void block_connection(const state_ptr& st, const std::string& user, const std::s
 }
 
 // After a reconnect, blocked tasks of that connection run again as soon as possible.
-void unblock_connection(caf::event_based_actor* self, const state_ptr& st,
-                        const std::string& user, const std::string& provider) {
+void unblock_connection(caf::event_based_actor* self, const state_ptr& st, const std::string& user,
+                        const std::string& provider) {
   auto tasks = st->ctx->db->list_tasks(user);
   if (!tasks)
     return;
@@ -272,8 +277,8 @@ task_result cancel_task(const state_ptr& st, const std::string& user, const std:
   task.status = task_status::cancelled;
   task.updated_at_ms = now_ms();
   audit_event event{user, actor, "task.cancelled", "ok", task.provider, task.id, ""};
-  if (auto saved = save_task(*st, task, pending ? std::optional(task.due_at_ms) : std::nullopt,
-                             &event);
+  if (auto saved =
+          save_task(*st, task, pending ? std::optional(task.due_at_ms) : std::nullopt, &event);
       !saved)
     return saved.error();
   return task;

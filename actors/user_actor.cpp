@@ -76,9 +76,9 @@ void answer_waiters(connection_slot& slot, const token_reply& reply) {
 
 void audit(user_state& st, const std::string& provider, std::string event, std::string outcome,
            std::string detail = {}, std::string task = {}) {
-  auto written = st.ctx->audit->append(audit_event{st.user, "user-actor", std::move(event),
-                                                   std::move(outcome), provider, std::move(task),
-                                                   std::move(detail)});
+  auto written =
+      st.ctx->audit->append(audit_event{st.user, "user-actor", std::move(event), std::move(outcome),
+                                        provider, std::move(task), std::move(detail)});
   if (!written)
     spdlog::error("audit write failed user={} provider={} code={}: {}", st.user, provider,
                   written.error().code, written.error().message);
@@ -87,9 +87,8 @@ void audit(user_state& st, const std::string& provider, std::string event, std::
 // Marks the connection as needing the user to reconnect, and parks its tasks. Called for
 // invalid_grant and for a refresh token past its stated expiry; afterwards no token-endpoint
 // call is made for this connection until the agent stores a new grant.
-void mark_needs_reconnect(caf::event_based_actor* self, const state_ptr& st,
-                          connection_slot& slot, const std::string& provider,
-                          const std::string& reason) {
+void mark_needs_reconnect(caf::event_based_actor* self, const state_ptr& st, connection_slot& slot,
+                          const std::string& provider, const std::string& reason) {
   auto& record = *slot.record;
   record.status = connection_status::needs_reconnect;
   record.status_reason = reason;
@@ -99,21 +98,21 @@ void mark_needs_reconnect(caf::event_based_actor* self, const state_ptr& st,
   auto batch = st->ctx->db->batch();
   batch.put_connection(record);
   auto audited = st->ctx->audit->append_to(
-      batch, audit_event{st->user, "user-actor", "connection.needs_reconnect", reason, provider,
-                         "", "the provider no longer accepts this grant; the user must reconnect"});
+      batch, audit_event{st->user, "user-actor", "connection.needs_reconnect", reason, provider, "",
+                         "the provider no longer accepts this grant; the user must reconnect"});
   auto committed = audited ? st->ctx->db->commit(batch) : audited;
   if (!committed)
     spdlog::error("could not persist needs_reconnect user={} provider={} code={}", st->user,
                   provider, committed.error().code);
 
-  spdlog::warn("connection needs reconnect user={} provider={} reason={}: tasks are blocked until "
-               "the agent stores a new grant",
-               st->user, provider, reason);
+  spdlog::warn(
+      "connection needs reconnect user={} provider={} reason={}: tasks are blocked until "
+      "the agent stores a new grant",
+      st->user, provider, reason);
   self->send(st->ctx->scheduler, block_atom::value, st->user, provider, reason);
 }
 
-void start_refresh(caf::event_based_actor* self, const state_ptr& st,
-                   const std::string& provider);
+void start_refresh(caf::event_based_actor* self, const state_ptr& st, const std::string& provider);
 
 // Applies a token endpoint reply: persist first, then answer every waiter.
 void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std::string& provider,
@@ -141,25 +140,25 @@ void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std
       case oauth::refresh_failure_kind::invalid_grant:
         audit(*st, provider, "token.refresh", "invalid_grant", failed->code);
         mark_needs_reconnect(self, st, slot, provider, failed->code);
-        answer_waiters(slot, failed_reply(failure_class::blocked, "reconnect_required",
-                                          "the provider revoked or expired the grant (" +
-                                              failed->code + ")"));
+        answer_waiters(
+            slot, failed_reply(failure_class::blocked, "reconnect_required",
+                               "the provider revoked or expired the grant (" + failed->code + ")"));
         return;
       case oauth::refresh_failure_kind::transient:
-        spdlog::warn("token refresh failed, will retry user={} provider={} code={}: {}",
-                     st->user, provider, failed->code, failed->message);
+        spdlog::warn("token refresh failed, will retry user={} provider={} code={}: {}", st->user,
+                     provider, failed->code, failed->message);
         audit(*st, provider, "token.refresh", "transient_failure", failed->code);
-        answer_waiters(slot, failed_reply(failure_class::transient, failed->code,
-                                          failed->message, retry_after_ms));
+        answer_waiters(slot, failed_reply(failure_class::transient, failed->code, failed->message,
+                                          retry_after_ms));
         return;
       case oauth::refresh_failure_kind::permanent:
       case oauth::refresh_failure_kind::unsupported_token_type:
-        spdlog::error("token refresh rejected user={} provider={} code={}: {} (check the "
-                      "provider's client credentials and configuration)",
-                      st->user, provider, failed->code, failed->message);
+        spdlog::error(
+            "token refresh rejected user={} provider={} code={}: {} (check the "
+            "provider's client credentials and configuration)",
+            st->user, provider, failed->code, failed->message);
         audit(*st, provider, "token.refresh", "failed", failed->code);
-        answer_waiters(slot, failed_reply(failure_class::permanent, failed->code,
-                                          failed->message));
+        answer_waiters(slot, failed_reply(failure_class::permanent, failed->code, failed->message));
         return;
     }
   }
@@ -200,24 +199,24 @@ void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std
   if (!committed) {
     // The provider may have rotated the token already; we cannot keep the new one. Say so
     // loudly: the next refresh will tell whether the grant survived.
-    spdlog::error("could not store the refreshed connection user={} provider={} code={}: the "
-                  "rotated refresh token is lost; check the data directory's disk",
-                  st->user, provider, committed.error().code);
+    spdlog::error(
+        "could not store the refreshed connection user={} provider={} code={}: the "
+        "rotated refresh token is lost; check the data directory's disk",
+        st->user, provider, committed.error().code);
     answer_waiters(slot, failed_reply(failure_class::transient, committed.error().code,
                                       "could not store the refreshed connection"));
     return;
   }
   slot.record = record;
 
-  auto expires_at =
-      tokens.access_expires_at
-          ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                tokens.access_expires_at->time_since_epoch())
-                .count()
-          : now + unknown_lifetime_ms;
+  auto expires_at = tokens.access_expires_at
+                        ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                              tokens.access_expires_at->time_since_epoch())
+                              .count()
+                        : now + unknown_lifetime_ms;
   slot.token = cached_token{tokens.access_token, expires_at};
-  spdlog::info("token refreshed user={} provider={} rotated={} expires_in_s={}", st->user,
-               provider, rotated, (expires_at - now) / 1000);
+  spdlog::info("token refreshed user={} provider={} rotated={} expires_in_s={}", st->user, provider,
+               rotated, (expires_at - now) / 1000);
 
   token_reply ok;
   ok.ok = true;
@@ -225,8 +224,7 @@ void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std
   answer_waiters(slot, ok);
 }
 
-void start_refresh(caf::event_based_actor* self, const state_ptr& st,
-                   const std::string& provider) {
+void start_refresh(caf::event_based_actor* self, const state_ptr& st, const std::string& provider) {
   auto& slot = st->slots[provider];
   auto& record = *slot.record;
   auto fail_all = [&](failure_class kind, const failure& f) {
@@ -280,16 +278,14 @@ void start_refresh(caf::event_based_actor* self, const state_ptr& st,
   spdlog::debug("refreshing token user={} provider={} waiters={}", st->user, provider,
                 slot.waiters.size());
   self->request(st->ctx->outbound, caf::infinite, perform_atom::value, std::move(request))
-      .then(
-          [self, st, provider, generation](http_response& reply) {
-            finish_refresh(self, st, provider, generation, reply);
-          },
-          [self, st, provider, generation](caf::error&) {
-            // The outbound pool is gone (shutdown): treat it as a call that got no response.
-            http_response none;
-            none.transport_error = "outbound pool unavailable";
-            finish_refresh(self, st, provider, generation, none);
-          });
+      .then([self, st, provider, generation](
+                http_response& reply) { finish_refresh(self, st, provider, generation, reply); },
+            [self, st, provider, generation](caf::error&) {
+              // The outbound pool is gone (shutdown): treat it as a call that got no response.
+              http_response none;
+              none.transport_error = "outbound pool unavailable";
+              finish_refresh(self, st, provider, generation, none);
+            });
 }
 
 caf::result<token_reply> get_token(caf::event_based_actor* self, const state_ptr& st,
@@ -303,9 +299,9 @@ caf::result<token_reply> get_token(caf::event_based_actor* self, const state_ptr
     return failed_reply(failure_class::permanent, "unknown_connection",
                         "the user has no connection to this provider");
   if (slot.record->status != connection_status::active)
-    return failed_reply(failure_class::blocked, "reconnect_required",
-                        "the connection needs the user to reconnect (" +
-                            slot.record->status_reason + ")");
+    return failed_reply(
+        failure_class::blocked, "reconnect_required",
+        "the connection needs the user to reconnect (" + slot.record->status_reason + ")");
   if (!scopes_granted(request.scopes, slot.record->scopes))
     return failed_reply(failure_class::permanent, "scope_not_granted",
                         "the task needs scopes the connection was not granted");
@@ -314,9 +310,9 @@ caf::result<token_reply> get_token(caf::event_based_actor* self, const state_ptr
   // just refused exactly that token.
   if (slot.token) {
     bool refused = request.refused_token && slot.token->access_token == *request.refused_token;
-    auto min_life = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        st->ctx->opts.token_min_lifetime)
-                        .count();
+    auto min_life =
+        std::chrono::duration_cast<std::chrono::milliseconds>(st->ctx->opts.token_min_lifetime)
+            .count();
     if (!refused && slot.token->expires_at_ms - now_ms() > min_life) {
       token_reply reply;
       reply.ok = true;
@@ -398,8 +394,8 @@ task_result create_task(caf::event_based_actor* self, const state_ptr& st, task_
   auto& slot = *slot_or.value();
 
   if (!slot.record)
-    return make_failure("unknown_connection", "the user has no connection to provider '" +
-                                                  task.provider + "'");
+    return make_failure("unknown_connection",
+                        "the user has no connection to provider '" + task.provider + "'");
   if (slot.record->status != connection_status::active)
     return make_failure("connection_needs_reconnect",
                         "the connection needs the user to reconnect before tasks can be added");
@@ -412,15 +408,13 @@ task_result create_task(caf::event_based_actor* self, const state_ptr& st, task_
   auto existing = st->ctx->db->list_tasks(st->user);
   if (!existing)
     return existing.error();
-  auto pending = std::count_if(existing.value().begin(), existing.value().end(),
-                               [](const task_record& t) {
-                                 return task_status_is_pending(t.status) ||
-                                        t.status == task_status::blocked;
-                               });
+  auto pending =
+      std::count_if(existing.value().begin(), existing.value().end(), [](const task_record& t) {
+        return task_status_is_pending(t.status) || t.status == task_status::blocked;
+      });
   if (pending >= st->ctx->opts.max_tasks_per_user)
-    return make_failure("task_limit_reached",
-                        "the user has " + std::to_string(pending) +
-                            " pending tasks, the configured maximum");
+    return make_failure("task_limit_reached", "the user has " + std::to_string(pending) +
+                                                  " pending tasks, the configured maximum");
 
   auto batch = st->ctx->db->batch();
   batch.put_task(task, std::nullopt);

@@ -64,9 +64,8 @@ status verify_audit_chain(store& db, const std::string& user) {
       return ok_status();
     for (const auto& r : page.value()) {
       if (r.prev_hash != prev || r.hash != sha256_hex(audit_hash_input(r)) || r.seq != seq + 1)
-        return make_failure("audit_chain_broken",
-                            "audit chain of " + user + " breaks at record " +
-                                std::to_string(r.seq));
+        return make_failure("audit_chain_broken", "audit chain of " + user + " breaks at record " +
+                                                      std::to_string(r.seq));
       prev = r.hash;
       seq = r.seq;
     }

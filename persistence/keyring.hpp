@@ -51,8 +51,12 @@ class keyring {
 };
 
 /// The owner name of a user's data key.
-inline std::string user_key_owner(const std::string& user) { return "user:" + user; }
+inline std::string user_key_owner(const std::string& user) {
+  return "user:" + user;
+}
 /// The owner name of the data key that seals provider client secrets.
-inline std::string provider_key_owner() { return "providers"; }
+inline std::string provider_key_owner() {
+  return "providers";
+}
 
 }  // namespace latchkey

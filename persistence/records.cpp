@@ -149,15 +149,12 @@ json::value optional_i64(const std::optional<std::int64_t>& v) {
 }  // namespace
 
 std::string encode(const provider_record& r) {
-  json::object o{{"v", format_version},
-                 {"id", r.id},
-                 {"token_url", r.token_url},
-                 {"api_base_url", r.api_base_url},
-                 {"client_id", r.client_id},
-                 {"client_secret", base64_encode(r.sealed_client_secret)},
-                 {"auth_method", r.auth_method},
-                 {"scopes", to_array(r.scopes)},
-                 {"created_at", r.created_at_ms}};
+  json::object o{
+      {"v", format_version},          {"id", r.id},
+      {"token_url", r.token_url},     {"api_base_url", r.api_base_url},
+      {"client_id", r.client_id},     {"client_secret", base64_encode(r.sealed_client_secret)},
+      {"auth_method", r.auth_method}, {"scopes", to_array(r.scopes)},
+      {"created_at", r.created_at_ms}};
   return json::serialize(o);
 }
 
@@ -177,9 +174,9 @@ result<provider_record> decode_provider(std::string_view bytes) {
 }
 
 std::string encode(const agent_record& r) {
-  json::object o{{"v", format_version},          {"id", r.id},
-                 {"key_hash", r.key_hash},        {"all_users", r.all_users},
-                 {"users", to_array(r.users)},    {"created_at", r.created_at_ms}};
+  json::object o{{"v", format_version},        {"id", r.id},
+                 {"key_hash", r.key_hash},     {"all_users", r.all_users},
+                 {"users", to_array(r.users)}, {"created_at", r.created_at_ms}};
   return json::serialize(o);
 }
 
@@ -251,8 +248,8 @@ std::string encode(const task_record& r) {
                  {"status", r.status},
                  {"attempts", r.attempts},
                  {"last_error", r.last_error},
-                 {"response_status", r.response_status ? json::value(*r.response_status)
-                                                       : json::value(nullptr)},
+                 {"response_status",
+                  r.response_status ? json::value(*r.response_status) : json::value(nullptr)},
                  {"idempotency_key", r.idempotency_key},
                  {"created_at", r.created_at_ms},
                  {"updated_at", r.updated_at_ms}};
@@ -309,17 +306,25 @@ result<task_record> decode_task(std::string_view bytes) {
 namespace {
 
 json::object audit_object(const audit_record& r) {
-  return json::object{{"v", format_version},        {"seq", static_cast<std::int64_t>(r.seq)},
-                      {"at", r.at_ms},              {"user", r.user},
-                      {"actor", r.actor},           {"event", r.event},
-                      {"outcome", r.outcome},       {"provider", r.provider},
-                      {"task", r.task},             {"detail", r.detail},
-                      {"prev_hash", r.prev_hash},   {"hash", r.hash}};
+  return json::object{{"v", format_version},
+                      {"seq", static_cast<std::int64_t>(r.seq)},
+                      {"at", r.at_ms},
+                      {"user", r.user},
+                      {"actor", r.actor},
+                      {"event", r.event},
+                      {"outcome", r.outcome},
+                      {"provider", r.provider},
+                      {"task", r.task},
+                      {"detail", r.detail},
+                      {"prev_hash", r.prev_hash},
+                      {"hash", r.hash}};
 }
 
 }  // namespace
 
-std::string encode(const audit_record& r) { return json::serialize(audit_object(r)); }
+std::string encode(const audit_record& r) {
+  return json::serialize(audit_object(r));
+}
 
 std::string audit_hash_input(const audit_record& r) {
   auto o = audit_object(r);

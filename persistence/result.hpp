@@ -41,7 +41,9 @@ class [[nodiscard]] result {
 /// A result with no value: success or a failure.
 using status = result<std::monostate>;
 
-inline status ok_status() { return status{std::monostate{}}; }
+inline status ok_status() {
+  return status{std::monostate{}};
+}
 
 inline failure make_failure(std::string code, std::string message) {
   return failure{std::move(code), std::move(message)};

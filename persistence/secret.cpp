@@ -33,7 +33,9 @@ secret_string& secret_string::operator=(secret_string&& other) noexcept {
   return *this;
 }
 
-secret_string::~secret_string() { wipe(); }
+secret_string::~secret_string() {
+  wipe();
+}
 
 bool secret_string::equals(std::string_view other) const {
   if (other.size() != value_.size())
@@ -41,6 +43,8 @@ bool secret_string::equals(std::string_view other) const {
   return CRYPTO_memcmp(value_.data(), other.data(), value_.size()) == 0;
 }
 
-void secret_string::wipe() { wipe_string(value_); }
+void secret_string::wipe() {
+  wipe_string(value_);
+}
 
 }  // namespace latchkey

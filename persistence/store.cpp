@@ -9,9 +9,16 @@ namespace latchkey {
 namespace {
 
 const std::vector<std::string>& family_names() {
-  static const std::vector<std::string> names{
-      rocksdb::kDefaultColumnFamilyName, "providers", "agents", "agent_keys", "keys",
-      "connections",                     "tasks",     "due",    "audit",      "meta"};
+  static const std::vector<std::string> names{rocksdb::kDefaultColumnFamilyName,
+                                              "providers",
+                                              "agents",
+                                              "agent_keys",
+                                              "keys",
+                                              "connections",
+                                              "tasks",
+                                              "due",
+                                              "audit",
+                                              "meta"};
   return names;
 }
 
@@ -105,7 +112,9 @@ store::~store() {
   db_->Close();
 }
 
-store_batch store::batch() { return store_batch(this); }
+store_batch store::batch() {
+  return store_batch(this);
+}
 
 status store::commit(store_batch& batch, bool sync) {
   rocksdb::WriteOptions options;
@@ -173,8 +182,7 @@ result<std::optional<connection_record>> store::get_connection(const std::string
       [&] { return get(cfs_->connections(), join_key(user, provider)); }, decode_connection);
 }
 
-result<std::optional<task_record>> store::get_task(const std::string& user,
-                                                   const std::string& id) {
+result<std::optional<task_record>> store::get_task(const std::string& user, const std::string& id) {
   return get_record<task_record>([&] { return get(cfs_->tasks(), join_key(user, id)); },
                                  decode_task);
 }
@@ -216,15 +224,14 @@ result<std::vector<task_record>> store::list_tasks(const std::string& user) {
 
 result<std::vector<due_entry>> store::scan_due() {
   std::vector<due_entry> out;
-  auto s = scan_prefix(db_.get(), cfs_->due(), "",
-                       [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
-                         if (key.size() <= 8)
-                           return true;  // not ours; never written by this code
-                         out.push_back(due_entry{
-                             static_cast<std::int64_t>(read_big_endian64(key.ToStringView())),
-                             std::string(key.ToStringView().substr(8)), value.ToString()});
-                         return true;
-                       });
+  auto s = scan_prefix(
+      db_.get(), cfs_->due(), "", [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
+        if (key.size() <= 8)
+          return true;  // not ours; never written by this code
+        out.push_back(due_entry{static_cast<std::int64_t>(read_big_endian64(key.ToStringView())),
+                                std::string(key.ToStringView().substr(8)), value.ToString()});
+        return true;
+      });
   if (!s.ok())
     return read_failure(s);
   return out;

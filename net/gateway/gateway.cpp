@@ -19,16 +19,23 @@ namespace {
 
 // Stable error codes and their HTTP statuses.
 int status_for(const std::string& code) {
-  static const std::vector<std::pair<std::string, int>> table{
-      {"invalid_json", 400},         {"invalid_request", 400},
-      {"invalid_url", 400},          {"path_outside_base", 400},
-      {"unauthorized", 401},         {"forbidden", 403},
-      {"scope_not_granted", 403},    {"not_found", 404},
-      {"unknown_provider", 404},     {"unknown_connection", 404},
-      {"already_exists", 409},       {"task_finished", 409},
-      {"connection_needs_reconnect", 409}, {"task_limit_reached", 409},
-      {"payload_too_large", 413},    {"shutting_down", 503},
-      {"unavailable", 503}};
+  static const std::vector<std::pair<std::string, int>> table{{"invalid_json", 400},
+                                                              {"invalid_request", 400},
+                                                              {"invalid_url", 400},
+                                                              {"path_outside_base", 400},
+                                                              {"unauthorized", 401},
+                                                              {"forbidden", 403},
+                                                              {"scope_not_granted", 403},
+                                                              {"not_found", 404},
+                                                              {"unknown_provider", 404},
+                                                              {"unknown_connection", 404},
+                                                              {"already_exists", 409},
+                                                              {"task_finished", 409},
+                                                              {"connection_needs_reconnect", 409},
+                                                              {"task_limit_reached", 409},
+                                                              {"payload_too_large", 413},
+                                                              {"shutting_down", 503},
+                                                              {"unavailable", 503}};
   for (const auto& [name, status] : table)
     if (name == code)
       return status;
@@ -44,8 +51,7 @@ void reply_error(httplib::Response& res, const failure& f) {
   auto status = status_for(f.code);
   // Internal failures keep their detail in the log, not in the reply.
   json::object body{{"error", status == 500 ? "internal_error" : f.code},
-                    {"message", status == 500 ? "internal error; see the server log"
-                                              : f.message}};
+                    {"message", status == 500 ? "internal error; see the server log" : f.message}};
   if (status == 500)
     spdlog::error("request failed code={}: {}", f.code, f.message);
   reply_json(res, status, body);
@@ -104,7 +110,9 @@ std::string new_agent_key() {
 gateway::gateway(runtime& rt, secret_string admin_key)
     : rt_(rt), admin_key_(std::move(admin_key)), server_(std::make_unique<httplib::Server>()) {}
 
-gateway::~gateway() { stop(); }
+gateway::~gateway() {
+  stop();
+}
 
 result<int> gateway::start() {
   const auto& opts = rt_.context()->opts;
@@ -154,32 +162,37 @@ void gateway::install_routes() {
   // JSON error shape as ours.
   srv.set_error_handler(httplib::Server::HandlerWithResponse(
       [](const httplib::Request&, httplib::Response& res) -> httplib::Server::HandlerResponse {
-    if (!res.body.empty())
-      return httplib::Server::HandlerResponse::Unhandled;
-    switch (res.status) {
-      case 404:
-        reply_json(res, 404, json::object{{"error", "not_found"}, {"message", "no such route"}});
-        break;
-      case 413:
-        reply_json(res, 413, json::object{{"error", "payload_too_large"},
-                                          {"message", "the request body is too large"}});
-        break;
-      case 405:
-        reply_json(res, 405, json::object{{"error", "method_not_allowed"},
-                                          {"message", "method not allowed on this route"}});
-        break;
-      default:
-        reply_json(res, res.status,
-                   json::object{{"error", "bad_request"}, {"message", "the request is malformed"}});
-    }
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+        if (!res.body.empty())
+          return httplib::Server::HandlerResponse::Unhandled;
+        switch (res.status) {
+          case 404:
+            reply_json(res, 404,
+                       json::object{{"error", "not_found"}, {"message", "no such route"}});
+            break;
+          case 413:
+            reply_json(res, 413,
+                       json::object{{"error", "payload_too_large"},
+                                    {"message", "the request body is too large"}});
+            break;
+          case 405:
+            reply_json(res, 405,
+                       json::object{{"error", "method_not_allowed"},
+                                    {"message", "method not allowed on this route"}});
+            break;
+          default:
+            reply_json(
+                res, res.status,
+                json::object{{"error", "bad_request"}, {"message", "the request is malformed"}});
+        }
+        return httplib::Server::HandlerResponse::Handled;
+      }));
 
   srv.set_pre_routing_handler([this](const httplib::Request& req,
                                      httplib::Response& res) -> httplib::Server::HandlerResponse {
     if (shutting_down_ && req.path != "/healthz") {
-      reply_error(res, make_failure("shutting_down", "the node is shutting down; retry on "
-                                                     "another node or after the restart"));
+      reply_error(res, make_failure("shutting_down",
+                                    "the node is shutting down; retry on "
+                                    "another node or after the restart"));
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -256,39 +269,38 @@ void gateway::install_routes() {
 
   // --- admin routes ---------------------------------------------------------------------
 
-  srv.Post("/v1/providers", [ctx, require_admin](const httplib::Request& req,
-                                                 httplib::Response& res) {
-    if (!require_admin(req, res))
-      return;
-    auto input = api::parse_provider(req.body);
-    if (!input)
-      return reply_error(res, input.error());
-    auto existing = ctx->db->get_provider(input->record.id);
-    if (!existing)
-      return reply_error(res, existing.error());
-    if (existing.value())
-      return reply_error(res, make_failure("already_exists", "provider '" + input->record.id +
-                                                                 "' is already registered"));
+  srv.Post(
+      "/v1/providers", [ctx, require_admin](const httplib::Request& req, httplib::Response& res) {
+        if (!require_admin(req, res))
+          return;
+        auto input = api::parse_provider(req.body);
+        if (!input)
+          return reply_error(res, input.error());
+        auto existing = ctx->db->get_provider(input->record.id);
+        if (!existing)
+          return reply_error(res, existing.error());
+        if (existing.value())
+          return reply_error(res, make_failure("already_exists", "provider '" + input->record.id +
+                                                                     "' is already registered"));
 
-    auto sealed = ctx->keys->seal(
-        seal_context{provider_key_owner(), input->record.id, "client_secret"},
-        input->client_secret.reveal());
-    if (!sealed)
-      return reply_error(res, sealed.error());
-    input->record.sealed_client_secret = std::move(sealed).value();
-    input->record.created_at_ms = now_ms();
+        auto sealed =
+            ctx->keys->seal(seal_context{provider_key_owner(), input->record.id, "client_secret"},
+                            input->client_secret.reveal());
+        if (!sealed)
+          return reply_error(res, sealed.error());
+        input->record.sealed_client_secret = std::move(sealed).value();
+        input->record.created_at_ms = now_ms();
 
-    auto batch = ctx->db->batch();
-    batch.put_provider(input->record);
-    if (auto committed = ctx->db->commit(batch); !committed)
-      return reply_error(res, committed.error());
-    spdlog::info("provider registered id={} auth_method={}", input->record.id,
-                 input->record.auth_method);
-    reply_json(res, 201, api::provider_view(input->record));
-  });
+        auto batch = ctx->db->batch();
+        batch.put_provider(input->record);
+        if (auto committed = ctx->db->commit(batch); !committed)
+          return reply_error(res, committed.error());
+        spdlog::info("provider registered id={} auth_method={}", input->record.id,
+                     input->record.auth_method);
+        reply_json(res, 201, api::provider_view(input->record));
+      });
 
-  srv.Post("/v1/agents", [ctx, require_admin](const httplib::Request& req,
-                                              httplib::Response& res) {
+  srv.Post("/v1/agents", [ctx, require_admin](const httplib::Request& req, httplib::Response& res) {
     if (!require_admin(req, res))
       return;
     auto input = api::parse_agent(req.body);
@@ -298,8 +310,7 @@ void gateway::install_routes() {
     if (!existing)
       return reply_error(res, existing.error());
     if (existing.value())
-      return reply_error(res,
-                         make_failure("already_exists", "agent '" + input->id + "' exists"));
+      return reply_error(res, make_failure("already_exists", "agent '" + input->id + "' exists"));
 
     secret_string key(new_agent_key());
     agent_record agent{input->id, sha256_hex(key.reveal()), input->all_users, input->users,
@@ -316,41 +327,40 @@ void gateway::install_routes() {
 
   // --- agent routes ----------------------------------------------------------------------
 
-  srv.Put(R"(/v1/users/([^/]+)/connections/([^/]+))",
-          [ctx, &sys, timeout, require_agent_for, ask_user](const httplib::Request& req,
-                                                            httplib::Response& res) {
-            std::string user = req.matches[1], provider = req.matches[2];
-            auto who = require_agent_for(req, res, user);
-            if (!who)
-              return;
-            auto fields = api::parse_connection(req.body);
-            if (!fields)
-              return reply_error(res, fields.error());
-            auto prov = ctx->db->get_provider(provider);
-            if (!prov)
-              return reply_error(res, prov.error());
-            if (!prov.value())
-              return reply_error(res, make_failure("unknown_provider",
-                                                   "no provider '" + provider + "'"));
-            auto user_actor = ask_user(user);
-            if (!user_actor)
-              return reply_error(res, user_actor.error());
+  srv.Put(R"(/v1/users/([^/]+)/connections/([^/]+))", [ctx, &sys, timeout, require_agent_for,
+                                                       ask_user](const httplib::Request& req,
+                                                                 httplib::Response& res) {
+    std::string user = req.matches[1], provider = req.matches[2];
+    auto who = require_agent_for(req, res, user);
+    if (!who)
+      return;
+    auto fields = api::parse_connection(req.body);
+    if (!fields)
+      return reply_error(res, fields.error());
+    auto prov = ctx->db->get_provider(provider);
+    if (!prov)
+      return reply_error(res, prov.error());
+    if (!prov.value())
+      return reply_error(res, make_failure("unknown_provider", "no provider '" + provider + "'"));
+    auto user_actor = ask_user(user);
+    if (!user_actor)
+      return reply_error(res, user_actor.error());
 
-            connection_input input{provider, std::move(fields->refresh_token),
-                                   std::move(fields->access_token), fields->expires_in,
-                                   std::move(fields->scope), who->name()};
-            caf::scoped_actor self{sys};
-            std::optional<connection_result> answer;
-            self->request(*user_actor, timeout, put_connection_atom::value, std::move(input))
-                .receive([&](connection_result& r) { answer = std::move(r); },
-                         [&](caf::error&) {});
-            if (!answer)
-              return reply_error(res, make_failure("unavailable", "the user actor did not "
-                                                                  "answer in time"));
-            if (!*answer)
-              return reply_error(res, answer->error());
-            reply_json(res, 200, api::connection_view(answer->value()));
-          });
+    connection_input input{
+        provider,           std::move(fields->refresh_token), std::move(fields->access_token),
+        fields->expires_in, std::move(fields->scope),         who->name()};
+    caf::scoped_actor self{sys};
+    std::optional<connection_result> answer;
+    self->request(*user_actor, timeout, put_connection_atom::value, std::move(input))
+        .receive([&](connection_result& r) { answer = std::move(r); }, [&](caf::error&) {});
+    if (!answer)
+      return reply_error(res, make_failure("unavailable",
+                                           "the user actor did not "
+                                           "answer in time"));
+    if (!*answer)
+      return reply_error(res, answer->error());
+    reply_json(res, 200, api::connection_view(answer->value()));
+  });
 
   srv.Get(R"(/v1/users/([^/]+)/connections/([^/]+))",
           [&sys, timeout, require_agent_for, ask_user](const httplib::Request& req,
@@ -364,8 +374,7 @@ void gateway::install_routes() {
             caf::scoped_actor self{sys};
             std::optional<connection_result> answer;
             self->request(*user_actor, timeout, get_connection_atom::value, provider)
-                .receive([&](connection_result& r) { answer = std::move(r); },
-                         [&](caf::error&) {});
+                .receive([&](connection_result& r) { answer = std::move(r); }, [&](caf::error&) {});
             if (!answer)
               return reply_error(res, make_failure("unavailable", "no answer in time"));
             if (!*answer)
@@ -415,54 +424,53 @@ void gateway::install_routes() {
     reply_json(res, 201, api::task_view(answer->value()));
   });
 
-  srv.Get(R"(/v1/users/([^/]+)/tasks)", [ctx, require_agent_for](const httplib::Request& req,
-                                                                  httplib::Response& res) {
-    std::string user = req.matches[1];
-    if (!require_agent_for(req, res, user))
-      return;
-    auto tasks = ctx->db->list_tasks(user);
-    if (!tasks)
-      return reply_error(res, tasks.error());
-    json::array items;
-    for (const auto& task : tasks.value())
-      items.push_back(api::task_view(task));
-    reply_json(res, 200, json::object{{"tasks", items}});
-  });
+  srv.Get(R"(/v1/users/([^/]+)/tasks)",
+          [ctx, require_agent_for](const httplib::Request& req, httplib::Response& res) {
+            std::string user = req.matches[1];
+            if (!require_agent_for(req, res, user))
+              return;
+            auto tasks = ctx->db->list_tasks(user);
+            if (!tasks)
+              return reply_error(res, tasks.error());
+            json::array items;
+            for (const auto& task : tasks.value())
+              items.push_back(api::task_view(task));
+            reply_json(res, 200, json::object{{"tasks", items}});
+          });
 
-  srv.Get(R"(/v1/users/([^/]+)/tasks/([^/]+))", [ctx, require_agent_for](
-                                                    const httplib::Request& req,
-                                                    httplib::Response& res) {
-    std::string user = req.matches[1], id = req.matches[2];
-    if (!require_agent_for(req, res, user))
-      return;
-    auto task = ctx->db->get_task(user, id);
-    if (!task)
-      return reply_error(res, task.error());
-    if (!task.value())
-      return reply_error(res, make_failure("not_found", "no such task for this user"));
-    reply_json(res, 200, api::task_view(*task.value()));
-  });
+  srv.Get(R"(/v1/users/([^/]+)/tasks/([^/]+))",
+          [ctx, require_agent_for](const httplib::Request& req, httplib::Response& res) {
+            std::string user = req.matches[1], id = req.matches[2];
+            if (!require_agent_for(req, res, user))
+              return;
+            auto task = ctx->db->get_task(user, id);
+            if (!task)
+              return reply_error(res, task.error());
+            if (!task.value())
+              return reply_error(res, make_failure("not_found", "no such task for this user"));
+            reply_json(res, 200, api::task_view(*task.value()));
+          });
 
-  srv.Delete(R"(/v1/users/([^/]+)/tasks/([^/]+))", [ctx, &sys, timeout, require_agent_for](
-                                                       const httplib::Request& req,
-                                                       httplib::Response& res) {
-    std::string user = req.matches[1], id = req.matches[2];
-    auto who = require_agent_for(req, res, user);
-    if (!who)
-      return;
-    caf::scoped_actor self{sys};
-    std::optional<task_result> answer;
-    self->request(ctx->scheduler, timeout, cancel_task_atom::value, user, id, who->name())
-        .receive([&](task_result& r) { answer = std::move(r); }, [&](caf::error&) {});
-    if (!answer)
-      return reply_error(res, make_failure("unavailable", "the scheduler did not answer"));
-    if (!*answer)
-      return reply_error(res, answer->error());
-    reply_json(res, 200, api::task_view(answer->value()));
-  });
+  srv.Delete(
+      R"(/v1/users/([^/]+)/tasks/([^/]+))",
+      [ctx, &sys, timeout, require_agent_for](const httplib::Request& req, httplib::Response& res) {
+        std::string user = req.matches[1], id = req.matches[2];
+        auto who = require_agent_for(req, res, user);
+        if (!who)
+          return;
+        caf::scoped_actor self{sys};
+        std::optional<task_result> answer;
+        self->request(ctx->scheduler, timeout, cancel_task_atom::value, user, id, who->name())
+            .receive([&](task_result& r) { answer = std::move(r); }, [&](caf::error&) {});
+        if (!answer)
+          return reply_error(res, make_failure("unavailable", "the scheduler did not answer"));
+        if (!*answer)
+          return reply_error(res, answer->error());
+        reply_json(res, 200, api::task_view(answer->value()));
+      });
 
   srv.Get(R"(/v1/users/([^/]+)/audit)", [ctx, require_agent_for](const httplib::Request& req,
-                                                                  httplib::Response& res) {
+                                                                 httplib::Response& res) {
     std::string user = req.matches[1];
     if (!require_agent_for(req, res, user))
       return;

@@ -104,9 +104,9 @@ bool iequals(std::string_view a, std::string_view b) {
 
 // Headers Latchkey sets itself or that would let a task smuggle a second request.
 bool reserved_header(std::string_view name) {
-  for (auto reserved : {"authorization", "idempotency-key", "host", "content-length",
-                        "transfer-encoding", "connection", "upgrade", "te", "trailer",
-                        "proxy-authorization", "cookie"})
+  for (auto reserved :
+       {"authorization", "idempotency-key", "host", "content-length", "transfer-encoding",
+        "connection", "upgrade", "te", "trailer", "proxy-authorization", "cookie"})
     if (iequals(name, reserved))
       return true;
   return false;
@@ -249,8 +249,9 @@ result<provider_input> parse_provider(std::string_view body) {
   in.record.auth_method = "client_secret_basic";
   if (auto* method = obj->if_contains("auth_method")) {
     if (!method->is_string() || !oauth::parse_client_auth_method(method->as_string()))
-      return invalid("field 'auth_method' must be \"client_secret_basic\" or "
-                     "\"client_secret_post\"");
+      return invalid(
+          "field 'auth_method' must be \"client_secret_basic\" or "
+          "\"client_secret_post\"");
     in.record.auth_method = std::string(method->as_string());
   }
   if (auto* scopes = obj->if_contains("scopes")) {
@@ -332,8 +333,8 @@ result<connection_fields> parse_connection(std::string_view body) {
     std::size_t start = 0;
     while (start <= text.size()) {
       auto end = text.find(' ', start);
-      auto piece = std::string_view(text).substr(start, end == std::string::npos ? std::string::npos
-                                                                                 : end - start);
+      auto piece = std::string_view(text).substr(
+          start, end == std::string::npos ? std::string::npos : end - start);
       if (!piece.empty() && !valid_scope_token(piece))
         return invalid("field 'scope' holds a value that is not an RFC 6749 scope token");
       if (end == std::string::npos)
@@ -422,7 +423,8 @@ result<task_record> parse_task(std::string_view body, std::int64_t now_ms) {
           !valid_header_value(h.value().as_string()))
         return invalid("field 'action.headers' holds an invalid header name or value");
       if (reserved_header(h.key()))
-        return invalid("header '" + std::string(h.key()) + "' is set by Latchkey and cannot be "
+        return invalid("header '" + std::string(h.key()) +
+                       "' is set by Latchkey and cannot be "
                        "given in a task");
       has_content_type = has_content_type || iequals(h.key(), "content-type");
       task.action.headers.emplace_back(std::string(h.key()), std::string(h.value().as_string()));

@@ -49,8 +49,8 @@ json::value task_view(const task_record& r) {
                     {"run_at", format_rfc3339_ms(r.run_at_ms)},
                     {"attempts", r.attempts},
                     {"last_error", string_or_null(r.last_error)},
-                    {"response_status", r.response_status ? json::value(*r.response_status)
-                                                          : json::value(nullptr)},
+                    {"response_status",
+                     r.response_status ? json::value(*r.response_status) : json::value(nullptr)},
                     {"scopes", strings(r.scopes)},
                     {"action", json::object{{"method", r.action.method}, {"path", r.action.path}}},
                     {"idempotency_key", r.idempotency_key},

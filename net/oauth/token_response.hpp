@@ -62,8 +62,7 @@ using refresh_outcome = std::variant<token_set, refresh_failure>;
 /// application/x-www-form-urlencoded (GitHub without Accept: application/json); a missing or
 /// unknown Content-Type tries JSON then form. A 2xx with an `error` member, or without
 /// access_token, is never a success.
-refresh_outcome interpret_token_response(const http_response& reply,
-                                         clock::time_point received_at);
+refresh_outcome interpret_token_response(const http_response& reply, clock::time_point received_at);
 
 /// Parses a Retry-After value (RFC 9110 §10.2.3): delta-seconds or an IMF-fixdate HTTP-date.
 /// Dates in the past give 0 s; garbage gives nullopt.

@@ -8,7 +8,9 @@
 namespace latchkey::testing {
 namespace {
 
-std::string str(const json::value& v) { return std::string(v.as_string()); }
+std::string str(const json::value& v) {
+  return std::string(v.as_string());
+}
 
 class api_errors : public ::testing::Test {
  protected:
@@ -74,9 +76,9 @@ TEST_F(api_errors, wrong_types_are_rejected) {
                400, "invalid_request");
   expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks", R"({"provider":"demo"})"), 400,
                "invalid_request");
-  expect_error(node_->call(key_, "PUT", "/v1/users/alice/connections/demo",
-                           R"({"refresh_token":42})"),
-               400, "invalid_request");
+  expect_error(
+      node_->call(key_, "PUT", "/v1/users/alice/connections/demo", R"({"refresh_token":42})"), 400,
+      "invalid_request");
   EXPECT_EQ(task_count(), 0u);
 }
 
@@ -85,9 +87,9 @@ TEST_F(api_errors, unknown_provider_is_rejected) {
   expect_error(node_->call(key_, "POST", "/v1/users/alice/tasks",
                            R"({"provider":"nope","delay_seconds":1,)" + good_action + "}"),
                404, "unknown_provider");
-  expect_error(node_->call(key_, "PUT", "/v1/users/alice/connections/nope",
-                           R"({"refresh_token":"x"})"),
-               404, "unknown_provider");
+  expect_error(
+      node_->call(key_, "PUT", "/v1/users/alice/connections/nope", R"({"refresh_token":"x"})"), 404,
+      "unknown_provider");
   EXPECT_EQ(task_count(), 0u);
 }
 
@@ -129,9 +131,9 @@ TEST_F(api_errors, missing_or_wrong_keys_are_rejected) {
 TEST_F(api_errors, other_users_data_is_forbidden) {
   expect_error(node_->call(key_, "GET", "/v1/users/bob/tasks"), 403, "forbidden");
   expect_error(node_->call(key_, "GET", "/v1/users/bob/connections/demo"), 403, "forbidden");
-  expect_error(node_->call(key_, "PUT", "/v1/users/bob/connections/demo",
-                           R"({"refresh_token":"x"})"),
-               403, "forbidden");
+  expect_error(
+      node_->call(key_, "PUT", "/v1/users/bob/connections/demo", R"({"refresh_token":"x"})"), 403,
+      "forbidden");
   expect_error(node_->call(key_, "POST", "/v1/users/bob/tasks",
                            R"({"provider":"demo","delay_seconds":1,)" + good_action + "}"),
                403, "forbidden");
@@ -160,10 +162,9 @@ TEST_F(api_errors, conflicts_and_unknown_ids) {
   auto id = str(created.body.as_object().at("id"));
   EXPECT_EQ(node_->call(key_, "DELETE", "/v1/users/alice/tasks/" + id).status, 200);
   expect_error(node_->call(key_, "DELETE", "/v1/users/alice/tasks/" + id), 409, "task_finished");
-  EXPECT_EQ(str(node_->call(key_, "GET", "/v1/users/alice/tasks/" + id)
-                    .body.as_object()
-                    .at("status")),
-            "cancelled");
+  EXPECT_EQ(
+      str(node_->call(key_, "GET", "/v1/users/alice/tasks/" + id).body.as_object().at("status")),
+      "cancelled");
 }
 
 // Unknown routes answer with the same JSON error shape.

@@ -14,9 +14,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string str(const json::value& v) { return std::string(v.as_string()); }
+std::string str(const json::value& v) {
+  return std::string(v.as_string());
+}
 
-std::int64_t num(const json::value& v) { return v.as_int64(); }
+std::int64_t num(const json::value& v) {
+  return v.as_int64();
+}
 
 class main_job : public ::testing::Test {
  protected:
@@ -40,8 +44,8 @@ class main_job : public ::testing::Test {
     secrets.push_back(server_->client_secret("latchkey-post"));
     ASSERT_GT(secrets.size(), 2u) << "the server reported no issued tokens to look for";
     for (const auto& secret : secrets) {
-      auto hits = files_containing(node_->data_dir(), {node_->log_file(), node_->stderr_file()},
-                                   secret);
+      auto hits =
+          files_containing(node_->data_dir(), {node_->log_file(), node_->stderr_file()}, secret);
       EXPECT_TRUE(hits.empty()) << "a secret of " << secret.size() << " bytes was found in "
                                 << hits.front();
     }
@@ -50,14 +54,13 @@ class main_job : public ::testing::Test {
   // Logs `user` in at the OAuth server and hands the tokens to latchkeyd.
   json::object connect(const std::string& user, bool with_access_token = true) {
     auto tokens = server_->login(user);
-    json::object body{{"refresh_token", tokens["refresh_token"]},
-                      {"scope", tokens["scope"]}};
+    json::object body{{"refresh_token", tokens["refresh_token"]}, {"scope", tokens["scope"]}};
     if (with_access_token) {
       body["access_token"] = tokens["access_token"];
       body["expires_in"] = tokens["expires_in"];
     }
-    auto r = node_->call(key_, "PUT", "/v1/users/" + user + "/connections/demo",
-                         json::serialize(body));
+    auto r =
+        node_->call(key_, "PUT", "/v1/users/" + user + "/connections/demo", json::serialize(body));
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_EQ(r.raw.find(str(tokens["refresh_token"])), std::string::npos);
     return tokens;
@@ -125,14 +128,15 @@ TEST_F(main_job, twenty_simultaneous_tasks_cause_one_refresh) {
   std::tm tm{};
   gmtime_r(&secs, &tm);
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string run_at_text = std::string(when) + "." + std::to_string(ms.count() % 1000 + 1000).substr(1) + "Z";
+  std::string run_at_text =
+      std::string(when) + "." + std::to_string(ms.count() % 1000 + 1000).substr(1) + "Z";
 
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) {
-    json::object body{{"provider", "demo"},
-                      {"run_at", run_at_text},
-                      {"action", json::object{{"method", "GET"},
-                                              {"path", "/leads/" + std::to_string(i)}}}};
+    json::object body{
+        {"provider", "demo"},
+        {"run_at", run_at_text},
+        {"action", json::object{{"method", "GET"}, {"path", "/leads/" + std::to_string(i)}}}};
     auto r = node_->call(key_, "POST", "/v1/users/alice/tasks", json::serialize(body));
     ASSERT_EQ(r.status, 201) << r.raw;
     ids.push_back(str(r.body.as_object()["id"]));
@@ -188,7 +192,8 @@ TEST_F(main_job, revoked_grant_blocks_tasks_and_stops_token_calls) {
   EXPECT_EQ(str(conn["status_reason"]), "invalid_grant");
 
   // No new task is accepted, and no further token call is made.
-  json::object body{{"provider", "demo"}, {"delay_seconds", 0},
+  json::object body{{"provider", "demo"},
+                    {"delay_seconds", 0},
                     {"action", json::object{{"method", "GET"}, {"path", "/x"}}}};
   auto refused = node_->call(key_, "POST", "/v1/users/alice/tasks", json::serialize(body));
   EXPECT_EQ(refused.status, 409);
@@ -203,8 +208,7 @@ TEST_F(main_job, revoked_grant_blocks_tasks_and_stops_token_calls) {
   EXPECT_EQ(str(connection("alice")["status"]), "active");
   auto resumed = node_->wait_task(key_, "alice", first, {"succeeded", "failed"});
   EXPECT_EQ(str(resumed["status"]), "succeeded") << json::serialize(resumed);
-  EXPECT_EQ(str(node_->wait_task(key_, "alice", second, {"scheduled"}, 5s)["status"]),
-            "scheduled");
+  EXPECT_EQ(str(node_->wait_task(key_, "alice", second, {"scheduled"}, 5s)["status"]), "scheduled");
 }
 
 // The token endpoint fails twice with 500, then recovers: the task succeeds on attempt 3.

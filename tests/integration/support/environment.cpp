@@ -12,7 +12,9 @@ namespace latchkey::testing {
 
 namespace fs = std::filesystem;
 
-std::string source_dir() { return LATCHKEY_SOURCE_DIR; }
+std::string source_dir() {
+  return LATCHKEY_SOURCE_DIR;
+}
 
 temp_dir::temp_dir(const std::string& tag) {
   std::random_device rd;
@@ -87,10 +89,10 @@ std::string oauth_server::client_secret(const std::string& client) const {
 json::object oauth_server::login(const std::string& user, const std::string& client,
                                  const std::string& scope) {
   auto dir = source_dir() + "/tests/oauth-server";
-  auto [status, out] = run_command(
-      {"node", dir + "/login.mjs", "--issuer=" + issuer_, "--client=" + client,
-       "--secret=" + client_secret(client), "--user=" + user, "--scope=" + scope},
-      std::chrono::seconds(30));
+  auto [status, out] =
+      run_command({"node", dir + "/login.mjs", "--issuer=" + issuer_, "--client=" + client,
+                   "--secret=" + client_secret(client), "--user=" + user, "--scope=" + scope},
+                  std::chrono::seconds(30));
   if (status != 0)
     throw std::runtime_error("login.mjs failed for " + user);
   return json::parse(out).as_object();
@@ -105,13 +107,17 @@ json::value oauth_server::control(const std::string& method, const std::string& 
   return r.body;
 }
 
-json::object oauth_server::stats() { return control("GET", "/__test/stats").as_object(); }
+json::object oauth_server::stats() {
+  return control("GET", "/__test/stats").as_object();
+}
 
 json::array oauth_server::resource_log() {
   return control("GET", "/__test/resource-log").as_array();
 }
 
-void oauth_server::reset_stats() { control("POST", "/__test/reset-stats"); }
+void oauth_server::reset_stats() {
+  control("POST", "/__test/reset-stats");
+}
 
 void oauth_server::fail_token(int count, int status, const std::string& body_json,
                               const std::string& headers_json) {
@@ -166,18 +172,14 @@ daemon::~daemon() {
 }
 
 void daemon::start() {
-  std::vector<std::string> argv{LATCHKEYD_PATH,
-                                "--data-dir=" + data_dir().string(),
-                                "--http-address=127.0.0.1",
-                                // Reuse the port across restarts so the base URL stays valid.
-                                "--http-port=" + std::to_string(port_),
-                                "--master-key-file=" + (workdir_ / "master.key").string(),
-                                "--admin-key-file=" + (workdir_ / "admin.key").string(),
-                                "--log-file=" + log_file().string(),
-                                "--log-level=debug",
-                                "--retry-base-delay-ms=300",
-                                "--retry-max-delay-ms=3000",
-                                "--token-min-lifetime-s=1"};
+  std::vector<std::string> argv{
+      LATCHKEYD_PATH, "--data-dir=" + data_dir().string(), "--http-address=127.0.0.1",
+      // Reuse the port across restarts so the base URL stays valid.
+      "--http-port=" + std::to_string(port_),
+      "--master-key-file=" + (workdir_ / "master.key").string(),
+      "--admin-key-file=" + (workdir_ / "admin.key").string(), "--log-file=" + log_file().string(),
+      "--log-level=debug", "--retry-base-delay-ms=300", "--retry-max-delay-ms=3000",
+      "--token-min-lifetime-s=1"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   process_ = std::make_unique<child_process>(argv, stderr_file().string());
   auto ready = process_->wait_for_line("latchkeyd ready port=", std::chrono::seconds(30));
@@ -186,9 +188,13 @@ void daemon::start() {
   port_ = std::stoi(ready->substr(ready->find('=') + 1));
 }
 
-void daemon::kill9() { process_->stop(SIGKILL); }
+void daemon::kill9() {
+  process_->stop(SIGKILL);
+}
 
-int daemon::terminate() { return process_->stop(SIGTERM); }
+int daemon::terminate() {
+  return process_->stop(SIGTERM);
+}
 
 reply daemon::admin(const std::string& method, const std::string& path, const std::string& body) {
   return http_call(base(), method, path, admin_key_, body);
@@ -201,15 +207,14 @@ reply daemon::call(const std::string& key, const std::string& method, const std:
 
 void daemon::register_provider(const oauth_server& server, const std::string& id,
                                const std::string& client) {
-  json::object body{{"id", id},
-                    {"token_url", server.token_url()},
-                    {"api_base_url", server.resource_base()},
-                    {"client_id", client},
-                    {"client_secret", server.client_secret(client)},
-                    {"auth_method", client == "latchkey-post" ? "client_secret_post"
-                                                              : "client_secret_basic"},
-                    {"scopes", json::array{"openid", "offline_access", "leads.read",
-                                           "leads.write"}}};
+  json::object body{
+      {"id", id},
+      {"token_url", server.token_url()},
+      {"api_base_url", server.resource_base()},
+      {"client_id", client},
+      {"client_secret", server.client_secret(client)},
+      {"auth_method", client == "latchkey-post" ? "client_secret_post" : "client_secret_basic"},
+      {"scopes", json::array{"openid", "offline_access", "leads.read", "leads.write"}}};
   auto r = admin("POST", "/v1/providers", json::serialize(body));
   if (r.status != 201)
     throw std::runtime_error("provider registration failed: " + r.raw);

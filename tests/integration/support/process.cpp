@@ -86,7 +86,7 @@ std::optional<std::string> child_process::read_line(std::chrono::milliseconds ti
 }
 
 std::optional<std::string> child_process::wait_for_line(const std::string& prefix,
-                                                         std::chrono::milliseconds timeout) {
+                                                        std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -89,8 +89,8 @@ TEST(records, connection_round_trip_keeps_sealed_bytes) {
 
 // Providers, agents and audit records round-trip too.
 TEST(records, provider_agent_audit_round_trip) {
-  provider_record p{"crm", "https://t", "https://a/api", "cid", "sealed\x02", "client_secret_post",
-                    {"x"}, 9};
+  provider_record p{"crm",        "https://t",          "https://a/api", "cid",
+                    "sealed\x02", "client_secret_post", {"x"},           9};
   auto pb = decode_provider(encode(p));
   ASSERT_TRUE(pb.ok());
   EXPECT_EQ(pb->sealed_client_secret, p.sealed_client_secret);
@@ -134,8 +134,8 @@ TEST(records, pending_statuses_are_the_ones_that_run_again) {
   EXPECT_TRUE(task_status_is_pending(task_status::scheduled));
   EXPECT_TRUE(task_status_is_pending(task_status::running));
   EXPECT_TRUE(task_status_is_pending(task_status::retrying));
-  for (auto s : {task_status::succeeded, task_status::failed, task_status::blocked,
-                 task_status::cancelled})
+  for (auto s :
+       {task_status::succeeded, task_status::failed, task_status::blocked, task_status::cancelled})
     EXPECT_FALSE(task_status_is_pending(s));
 }
 
