@@ -50,6 +50,7 @@ struct connection_input {
   secret_string refresh_token;
   std::optional<secret_string> access_token;
   std::optional<std::int64_t> expires_in;
+  std::optional<std::int64_t> refresh_token_expires_in;
   std::optional<std::string> scope;
   std::string actor;  // who asked, for the audit record
 };

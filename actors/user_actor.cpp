@@ -363,6 +363,8 @@ connection_result put_connection(caf::event_based_actor* self, const state_ptr& 
     // scopes are what the agent's login asked for.
     record.scopes = prov.value()->scopes;
   }
+  if (input.refresh_token_expires_in)
+    record.refresh_expires_at_ms = now + *input.refresh_token_expires_in * 1000;
   record.updated_at_ms = now;
 
   auto batch = st->ctx->db->batch();

@@ -346,9 +346,14 @@ void gateway::install_routes() {
     if (!user_actor)
       return reply_error(res, user_actor.error());
 
-    connection_input input{
-        provider,           std::move(fields->refresh_token), std::move(fields->access_token),
-        fields->expires_in, std::move(fields->scope),         who->name()};
+    connection_input input;
+    input.provider = provider;
+    input.refresh_token = std::move(fields->refresh_token);
+    input.access_token = std::move(fields->access_token);
+    input.expires_in = fields->expires_in;
+    input.refresh_token_expires_in = fields->refresh_token_expires_in;
+    input.scope = std::move(fields->scope);
+    input.actor = who->name();
     caf::scoped_actor self{sys};
     std::optional<connection_result> answer;
     self->request(*user_actor, timeout, put_connection_atom::value, std::move(input))

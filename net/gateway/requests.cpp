@@ -306,7 +306,8 @@ result<connection_fields> parse_connection(std::string_view body) {
   auto obj = parse_object(body);
   if (!obj)
     return obj.error();
-  if (auto known = only_known(*obj, {"refresh_token", "access_token", "expires_in", "scope"});
+  if (auto known = only_known(*obj, {"refresh_token", "access_token", "expires_in",
+                                     "refresh_token_expires_in", "scope"});
       !known)
     return known.error();
 
@@ -325,6 +326,12 @@ result<connection_fields> parse_connection(std::string_view body) {
     if (!expires->is_int64() || expires->as_int64() < 0 || expires->as_int64() > 315360000)
       return invalid("field 'expires_in' must be a whole number of seconds");
     in.expires_in = expires->as_int64();
+  }
+  if (auto* expires = obj->if_contains("refresh_token_expires_in");
+      expires != nullptr && !expires->is_null()) {
+    if (!expires->is_int64() || expires->as_int64() < 0 || expires->as_int64() > 315360000)
+      return invalid("field 'refresh_token_expires_in' must be a whole number of seconds");
+    in.refresh_token_expires_in = expires->as_int64();
   }
   if (auto* scope = obj->if_contains("scope"); scope != nullptr && !scope->is_null()) {
     if (!scope->is_string() || scope->as_string().size() > 4096)

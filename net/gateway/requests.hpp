@@ -40,6 +40,8 @@ struct connection_fields {
   secret_string refresh_token;
   std::optional<secret_string> access_token;
   std::optional<std::int64_t> expires_in;
+  /// Lifetime of the refresh token itself, when the provider states one (GitHub Apps).
+  std::optional<std::int64_t> refresh_token_expires_in;
   std::optional<std::string> scope;
 };
 

@@ -43,6 +43,10 @@ class main_job : public ::testing::Test {
     secrets.push_back(server_->client_secret("latchkey-basic"));
     secrets.push_back(server_->client_secret("latchkey-post"));
     ASSERT_GT(secrets.size(), 2u) << "the server reported no issued tokens to look for";
+
+    // Positive control: the scan does see record contents (the SST files are not compressed
+    // and the memtables were flushed), so a miss below means the secret is really absent.
+    EXPECT_FALSE(files_containing(node_->data_dir(), {}, "scheduler-bot").empty());
     for (const auto& secret : secrets) {
       auto hits =
           files_containing(node_->data_dir(), {node_->log_file(), node_->stderr_file()}, secret);

@@ -12,7 +12,7 @@ import http from 'node:http';
 import querystring from 'node:querystring';
 import { parseArgs } from 'node:util';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 import { Store } from './store.mjs';
 
@@ -90,11 +90,12 @@ meta.secrets.basic = process.env.LK_TEST_CLIENT_SECRET_BASIC || meta.secrets.bas
 meta.secrets.post = process.env.LK_TEST_CLIENT_SECRET_POST || meta.secrets.post
   || defaultSecret('p');
 // A per-run signing key and cookie key, instead of oidc-provider's shared development ones.
-const { privateKey } = meta.jwk ? {} : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+// P-256 rather than RSA: generating a 2048-bit RSA key delays startup by up to a second.
 meta.jwk ??= {
-  ...privateKey.export({ format: 'jwk' }),
+  ...crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }),
   kid: crypto.randomBytes(8).toString('hex'),
   use: 'sig',
+  alg: 'ES256',
 };
 meta.cookieKeys ??= [crypto.randomBytes(32).toString('base64url')];
 
@@ -119,6 +120,9 @@ function freshStats() {
 
 let stats = freshStats();
 let resourceLog = [];
+// Every access and refresh token value the token endpoint returned, oldest first. Raw on purpose:
+// the integration tests scan latchkeyd's files and logs for them. Never cleared.
+const issuedTokens = [];
 // { remaining, status, headers, body } or null, set by /__test/fail-token and fail-resource.
 const injected = { token: null, resource: null };
 
@@ -271,6 +275,7 @@ const provider = new Provider(issuer, {
     redirect_uris: [redirectUri],
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
+    id_token_signed_response_alg: 'ES256',
     scope: SCOPES.join(' '),
   })),
   scopes: SCOPES,
@@ -279,8 +284,13 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true },
     revocation: {
       enabled: true,
-      // Same rule as oidc-provider's default, defined here only to silence its stdout notice.
-      allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
+      // oidc-provider's default rule, restated only to silence its notice about the default.
+      allowedPolicy: async (ctx, client, token) => {
+        if (token.clientId !== client.clientId) {
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        }
+        return true;
+      },
     },
   },
   // Refresh tokens for every code grant that was given offline_access, rotated on every use.
@@ -291,8 +301,9 @@ const provider = new Provider(issuer, {
   // S256 is the only method oidc-provider 9 accepts; PKCE stays optional for these confidential
   // clients (login.mjs always sends it).
   pkce: { required: () => false },
-  // Opaque access tokens (the default format for tokens without a resource indicator), so the
-  // resource API can look them up with provider.AccessToken.find().
+  // Access tokens stay opaque (the default without resource indicators), so the resource API
+  // looks them up with provider.AccessToken.find().
+  //
   // oidc-provider tolerates 15 s of clock skew by default, which would keep expired access
   // tokens alive for 15 s more: expiry must be exact here.
   clockTolerance: 0,
@@ -362,6 +373,9 @@ async function control(ctx) {
       case 'GET /__test/resource-log':
         ctx.body = resourceLog;
         return;
+      case 'GET /__test/issued-tokens':
+        ctx.body = issuedTokens;
+        return;
       case 'POST /__test/reset-stats':
         stats = freshStats();
         resourceLog = [];
@@ -372,7 +386,16 @@ async function control(ctx) {
         ctx.body = { ok: true, pending: injected.token?.remaining ?? 0 };
         return;
       case 'POST /__test/fail-resource':
-        injected.resource = failureFrom(503, { error: 'temporarily_unavailable' });
+        injected.resource = failureFrom(503, {
+          error: { 401: 'invalid_token', 429: 'rate_limited' }[input.status]
+            ?? 'temporarily_unavailable',
+        });
+        if (injected.resource?.status === 401) {
+          injected.resource.headers = {
+            'WWW-Authenticate': 'Bearer error="invalid_token"',
+            ...injected.resource.headers,
+          };
+        }
         ctx.body = { ok: true, pending: injected.resource?.remaining ?? 0 };
         return;
       case 'POST /__test/revoke': {
@@ -495,7 +518,14 @@ provider.use(async (ctx, next) => {
   }
 
   await next();
-  if (isToken) countTokenRequest(form, ctx.status, ctx.body, ctx.state.oauthError);
+  if (isToken) {
+    countTokenRequest(form, ctx.status, ctx.body, ctx.state.oauthError);
+    if (ctx.status === 200) {
+      for (const name of ['access_token', 'refresh_token']) {
+        if (typeof ctx.body?.[name] === 'string') issuedTokens.push(ctx.body[name]);
+      }
+    }
+  }
 });
 
 providerServer.on('request', provider.callback());

@@ -144,7 +144,8 @@ bool oauth_server::grant_valid(const std::string& account) {
 
 std::vector<std::string> oauth_server::issued_tokens() {
   std::vector<std::string> out;
-  for (const auto& token : control("GET", "/__test/issued-tokens").as_array())
+  auto issued = control("GET", "/__test/issued-tokens");  // keep it alive while iterating
+  for (const auto& token : issued.as_array())
     out.emplace_back(token.as_string());
   return out;
 }

@@ -1,5 +1,7 @@
 #include "tests/integration/support/mock_provider.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <strings.h>
 
 #include <stdexcept>
@@ -92,7 +94,16 @@ mock_provider::mock_provider() {
   port_ = server_.bind_to_any_port("127.0.0.1");
   if (port_ <= 0)
     throw std::runtime_error("the mock provider cannot bind to 127.0.0.1");
-  thread_ = std::thread([this] { server_.listen_after_bind(); });
+  thread_ = std::thread([this] {
+    // A reply written after latchkeyd gave up on it (a timeout test) must not kill the test
+    // binary with SIGPIPE: httplib sends without MSG_NOSIGNAL. Blocked here, the signal is
+    // blocked in every worker thread the server creates, and in no other thread or child.
+    sigset_t pipe_signal;
+    sigemptyset(&pipe_signal);
+    sigaddset(&pipe_signal, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+    server_.listen_after_bind();
+  });
   // stop() is a no-op until the accept loop runs, so do not return before it does.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (!server_.is_running() && std::chrono::steady_clock::now() < deadline)
