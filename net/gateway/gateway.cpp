@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <boost/json.hpp>
 #include <caf/all.hpp>
@@ -14,6 +15,14 @@
 namespace latchkey {
 
 namespace json = boost::json;
+
+// httplib 0.11 listens with a fixed backlog of 5, so a burst of agents connecting at once
+// would see refused connections. Linux lets a listening socket's backlog be raised by calling
+// listen() again, which needs the protected socket handle.
+class gateway_server : public httplib::Server {
+ public:
+  bool widen_backlog(int backlog) { return ::listen(svr_sock_, backlog) == 0; }
+};
 
 namespace {
 
@@ -108,7 +117,7 @@ std::string new_agent_key() {
 }  // namespace
 
 gateway::gateway(runtime& rt, secret_string admin_key)
-    : rt_(rt), admin_key_(std::move(admin_key)), server_(std::make_unique<httplib::Server>()) {}
+    : rt_(rt), admin_key_(std::move(admin_key)), server_(std::make_unique<gateway_server>()) {}
 
 gateway::~gateway() {
   stop();
@@ -131,6 +140,8 @@ result<int> gateway::start() {
     return make_failure("bind_failed", "cannot listen on " + opts.http_address + ":" +
                                            std::to_string(opts.http_port) +
                                            " (address in use or not local?)");
+  if (!static_cast<gateway_server&>(*server_).widen_backlog(1024))
+    spdlog::warn("could not raise the listen backlog; bursts of connections may be refused");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   spdlog::info("http gateway listening address={} port={}", opts.http_address, port);
   return port;
