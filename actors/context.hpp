@@ -6,6 +6,7 @@
 #include <caf/actor.hpp>
 #include <memory>
 
+#include "actors/metrics.hpp"
 #include "config/options.hpp"
 #include "persistence/audit_log.hpp"
 #include "persistence/keyring.hpp"
@@ -18,6 +19,7 @@ struct runtime_context {
   keyring* keys = nullptr;
   audit_log* audit = nullptr;
   options opts;
+  metrics counters;
 
   caf::actor users;      // registry of user actors
   caf::actor scheduler;  // due index and task state transitions

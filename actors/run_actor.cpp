@@ -39,6 +39,14 @@ run_outcome outcome_of(run_outcome::kind_t kind, std::string code,
   return out;
 }
 
+// An actor this run depends on did not answer (the node is stopping, or it failed): the
+// attempt is retried later like any other transient failure.
+auto on_peer_lost(caf::event_based_actor* self, const std::shared_ptr<run_state>& st) {
+  return [self, st](caf::error&) {
+    finish(self, st, outcome_of(run_outcome::transient, "internal_unavailable"));
+  };
+}
+
 void audit_attempt(const run_state& st, const std::string& outcome, const std::string& detail) {
   auto written =
       st.ctx->audit->append(audit_event{st.task.user, "agent:" + st.task.agent, "token.used",
@@ -93,20 +101,23 @@ void send_action(caf::event_based_actor* self, const state_ptr& st, secret_strin
   request.timeout = st->ctx->opts.outbound_timeout;
 
   self->request(st->ctx->outbound, caf::infinite, perform_atom::value, std::move(request))
-      .then([self, st, token](http_response& reply) {
-        auto detail =
-            st->task.action.method + " " + st->task.action.path + " -> " +
-            (reply.transport_failed() ? std::string("no response") : std::to_string(reply.status));
-        if (reply.status == 401 && !st->forced_refresh) {
-          audit_attempt(*st, "unauthorized", detail + ", forcing one refresh");
-          st->forced_refresh = true;
-          request_token(self, st, token);
-          return;
-        }
-        auto outcome = classify(reply);
-        audit_attempt(*st, outcome.kind == run_outcome::succeeded ? "ok" : outcome.code, detail);
-        finish(self, st, std::move(outcome));
-      });
+      .then(
+          [self, st, token](http_response& reply) {
+            auto detail = st->task.action.method + " " + st->task.action.path + " -> " +
+                          (reply.transport_failed() ? std::string("no response")
+                                                    : std::to_string(reply.status));
+            if (reply.status == 401 && !st->forced_refresh) {
+              audit_attempt(*st, "unauthorized", detail + ", forcing one refresh");
+              st->forced_refresh = true;
+              request_token(self, st, token);
+              return;
+            }
+            auto outcome = classify(reply);
+            audit_attempt(*st, outcome.kind == run_outcome::succeeded ? "ok" : outcome.code,
+                          detail);
+            finish(self, st, std::move(outcome));
+          },
+          on_peer_lost(self, st));
 }
 
 void request_token(caf::event_based_actor* self, const state_ptr& st,
@@ -118,28 +129,30 @@ void request_token(caf::event_based_actor* self, const state_ptr& st,
   request.refused_token = std::move(refused);
 
   self->request(st->user_actor, caf::infinite, get_token_atom::value, std::move(request))
-      .then([self, st](token_reply& reply) {
-        if (reply.ok) {
-          send_action(self, st, std::move(reply.access_token));
-          return;
-        }
-        // The action is never sent without a fresh, valid token (tests/cases/case-06.json).
-        run_outcome out;
-        out.code = reply.code;
-        out.retry_after_ms = reply.retry_after_ms;
-        switch (reply.kind) {
-          case failure_class::transient:
-            out.kind = run_outcome::transient;
-            break;
-          case failure_class::permanent:
-            out.kind = run_outcome::failed;
-            break;
-          case failure_class::blocked:
-            out.kind = run_outcome::blocked;
-            break;
-        }
-        finish(self, st, std::move(out));
-      });
+      .then(
+          [self, st](token_reply& reply) {
+            if (reply.ok) {
+              send_action(self, st, std::move(reply.access_token));
+              return;
+            }
+            // The action is never sent without a fresh, valid token (tests/cases/case-06.json).
+            run_outcome out;
+            out.code = reply.code;
+            out.retry_after_ms = reply.retry_after_ms;
+            switch (reply.kind) {
+              case failure_class::transient:
+                out.kind = run_outcome::transient;
+                break;
+              case failure_class::permanent:
+                out.kind = run_outcome::failed;
+                break;
+              case failure_class::blocked:
+                out.kind = run_outcome::blocked;
+                break;
+            }
+            finish(self, st, std::move(out));
+          },
+          on_peer_lost(self, st));
 }
 
 }  // namespace
@@ -153,10 +166,12 @@ caf::behavior run_actor(caf::event_based_actor* self, task_record task, context_
       [self, st](run_atom) -> caf::result<run_outcome> {
         st->promise = self->make_response_promise<run_outcome>();
         self->request(st->ctx->users, caf::infinite, lookup_atom::value, st->task.user)
-            .then([self, st](caf::actor& user_actor) {
-              st->user_actor = std::move(user_actor);
-              request_token(self, st, std::nullopt);
-            });
+            .then(
+                [self, st](caf::actor& user_actor) {
+                  st->user_actor = std::move(user_actor);
+                  request_token(self, st, std::nullopt);
+                },
+                on_peer_lost(self, st));
         return st->promise;
       },
   };

@@ -94,6 +94,7 @@ void start_run(caf::event_based_actor* self, const state_ptr& st, const std::str
     return;
   }
 
+  st->ctx->counters.task_attempts++;
   auto lateness = now_ms() - task.due_at_ms;
   spdlog::info("task started user={} task={} attempt={} late_ms={}", user, id, task.attempts,
                lateness);
@@ -177,6 +178,15 @@ void apply_outcome(caf::event_based_actor* self, const state_ptr& st, const std:
     return;
   }
 
+  auto& counters = st->ctx->counters;
+  if (task.status == task_status::succeeded)
+    counters.task_succeeded++;
+  else if (task.status == task_status::failed)
+    counters.task_failed++;
+  else if (task.status == task_status::retrying)
+    counters.task_retried++;
+  else if (task.status == task_status::blocked)
+    counters.task_blocked++;
   spdlog::info("task {} user={} task={} attempt={} status={} code={}",
                task.status == task_status::retrying ? "will retry" : "finished", user, id,
                task.attempts, task.status, outcome.code.empty() ? "-" : outcome.code);
@@ -218,6 +228,7 @@ void block_connection(const state_ptr& st, const std::string& user, const std::s
     task.updated_at_ms = now_ms();
     batch.put_task(task, previous_due);
     ++count;
+    st->ctx->counters.task_blocked++;
   }
   if (count == 0)
     return;
@@ -276,6 +287,7 @@ task_result cancel_task(const state_ptr& st, const std::string& user, const std:
     remove_from_window(*st, task);
   task.status = task_status::cancelled;
   task.updated_at_ms = now_ms();
+  st->ctx->counters.task_cancelled++;
   audit_event event{user, actor, "task.cancelled", "ok", task.provider, task.id, ""};
   if (auto saved =
           save_task(*st, task, pending ? std::optional(task.due_at_ms) : std::nullopt, &event);

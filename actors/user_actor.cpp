@@ -92,6 +92,7 @@ void mark_needs_reconnect(caf::event_based_actor* self, const state_ptr& st, con
   auto& record = *slot.record;
   record.status = connection_status::needs_reconnect;
   record.status_reason = reason;
+  st->ctx->counters.connections_needing_reconnect++;
   record.updated_at_ms = now_ms();
   slot.token.reset();
 
@@ -138,6 +139,7 @@ void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std
 
     switch (failed->kind) {
       case oauth::refresh_failure_kind::invalid_grant:
+        st->ctx->counters.refresh_invalid_grant++;
         audit(*st, provider, "token.refresh", "invalid_grant", failed->code);
         mark_needs_reconnect(self, st, slot, provider, failed->code);
         answer_waiters(
@@ -145,6 +147,7 @@ void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std
                                "the provider revoked or expired the grant (" + failed->code + ")"));
         return;
       case oauth::refresh_failure_kind::transient:
+        st->ctx->counters.refresh_transient++;
         spdlog::warn("token refresh failed, will retry user={} provider={} code={}: {}", st->user,
                      provider, failed->code, failed->message);
         audit(*st, provider, "token.refresh", "transient_failure", failed->code);
@@ -153,6 +156,7 @@ void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std
         return;
       case oauth::refresh_failure_kind::permanent:
       case oauth::refresh_failure_kind::unsupported_token_type:
+        st->ctx->counters.refresh_permanent++;
         spdlog::error(
             "token refresh rejected user={} provider={} code={}: {} (check the "
             "provider's client credentials and configuration)",
@@ -208,6 +212,9 @@ void finish_refresh(caf::event_based_actor* self, const state_ptr& st, const std
     return;
   }
   slot.record = record;
+  st->ctx->counters.refresh_ok++;
+  if (rotated)
+    st->ctx->counters.refresh_rotated++;
 
   auto expires_at = tokens.access_expires_at
                         ? std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -314,6 +321,7 @@ caf::result<token_reply> get_token(caf::event_based_actor* self, const state_ptr
         std::chrono::duration_cast<std::chrono::milliseconds>(st->ctx->opts.token_min_lifetime)
             .count();
     if (!refused && slot.token->expires_at_ms - now_ms() > min_life) {
+      st->ctx->counters.token_cache_hits++;
       token_reply reply;
       reply.ok = true;
       reply.access_token = slot.token->access_token;
@@ -428,6 +436,7 @@ task_result create_task(caf::event_based_actor* self, const state_ptr& st, task_
   if (auto committed = st->ctx->db->commit(batch); !committed)
     return committed.error();
 
+  st->ctx->counters.task_created++;
   self->send(st->ctx->scheduler, schedule_atom::value, task);
   return task;
 }

@@ -280,6 +280,13 @@ void gateway::install_routes() {
 
   // --- admin routes ---------------------------------------------------------------------
 
+  srv.Get("/metrics", [ctx, require_admin](const httplib::Request& req, httplib::Response& res) {
+    if (!require_admin(req, res))
+      return;
+    res.status = 200;
+    res.set_content(ctx->counters.render(), "text/plain; version=0.0.4");
+  });
+
   srv.Post(
       "/v1/providers", [ctx, require_admin](const httplib::Request& req, httplib::Response& res) {
         if (!require_admin(req, res))

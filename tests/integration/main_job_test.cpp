@@ -120,6 +120,13 @@ TEST_F(main_job, task_succeeds_with_fresh_token_when_access_token_expired) {
   EXPECT_EQ(num(conn["rotations"]), 1);
   EXPECT_FALSE(conn["last_refresh_at"].is_null());
   EXPECT_TRUE(server_->grant_valid("alice"));
+
+  // The outcome counters saw it too; they are for the admin only.
+  auto metrics = node_->admin("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.raw.find("latchkey_refresh_rotated_total 1\n"), std::string::npos);
+  EXPECT_NE(metrics.raw.find("latchkey_tasks_succeeded_total 1\n"), std::string::npos);
+  EXPECT_EQ(node_->call(key_, "GET", "/metrics").status, 403);
 }
 
 // Twenty tasks of one user due at the same instant share one refresh.
