@@ -6,38 +6,14 @@
 #include <cstring>
 #include <optional>
 
+#include "net/ascii.hpp"
+
 namespace latchkey {
 
 namespace {
 
-bool is_ascii_alpha(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-bool is_ascii_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-
-char to_lower_ascii(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string to_lower_ascii(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out)
-    c = to_lower_ascii(c);
-  return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
+using ascii::hex_value;
+using ascii::is_digit;
 
 // Bytes that never belong in a URL we send: controls, space and non-ASCII (RFC 3986 §2 wants
 // them percent-encoded), and '\', which WHATWG parsers and some servers treat as '/'. A raw
@@ -83,7 +59,7 @@ bool is_valid_reg_name(std::string_view host) {
   if (host.empty() || host.size() > 253)
     return false;
   for (char c : host)
-    if (!is_ascii_alpha(c) && !is_ascii_digit(c) && c != '-' && c != '.' && c != '_')
+    if (!ascii::is_alpha(c) && !ascii::is_digit(c) && c != '-' && c != '.' && c != '_')
       return false;
   return true;
 }
@@ -99,7 +75,7 @@ std::optional<int> parse_port(std::string_view text) {
     return std::nullopt;
   int port = 0;
   for (char c : text) {
-    if (!is_ascii_digit(c))
+    if (!ascii::is_digit(c))
       return std::nullopt;
     port = port * 10 + (c - '0');
   }
@@ -190,7 +166,7 @@ result<parsed_url> parse_url(std::string_view url) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos)
     return invalid_url("URL is not absolute");
-  out.scheme = to_lower_ascii(url.substr(0, scheme_end));
+  out.scheme = ascii::to_lower(url.substr(0, scheme_end));
   if (out.scheme != "http" && out.scheme != "https")
     return invalid_url("URL scheme must be http or https");
   const auto rest = url.substr(scheme_end + 3);
@@ -229,7 +205,7 @@ result<parsed_url> parse_url(std::string_view url) {
     if (!is_valid_reg_name(host))
       return invalid_url("URL has an empty or invalid host");
   }
-  out.host = to_lower_ascii(host);
+  out.host = ascii::to_lower(host);
   if (has_port) {
     const auto port = parse_port(port_text);
     if (!port)
@@ -254,7 +230,7 @@ result<parsed_url> parse_url(std::string_view url) {
 }
 
 bool is_loopback_host(std::string_view host) {
-  if (host.size() == 9 && to_lower_ascii(host) == "localhost")
+  if (host.size() == 9 && ascii::to_lower(host) == "localhost")
     return true;
 
   // IPv6 may arrive with or without brackets.

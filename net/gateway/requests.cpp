@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "net/api_url.hpp"
+#include "net/ascii.hpp"
 #include "net/oauth/token_request.hpp"
 
 namespace latchkey::api {
@@ -92,15 +93,7 @@ bool valid_header_value(std::string_view value) {
   return value.size() <= 8192;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
+using ascii::iequals;
 
 // Headers Latchkey sets itself or that would let a task smuggle a second request.
 bool reserved_header(std::string_view name) {

@@ -1,5 +1,7 @@
 #include "net/oauth/token_request.hpp"
 
+#include "net/ascii.hpp"
+
 #include "persistence/envelope.hpp"
 
 namespace latchkey::oauth {
@@ -8,15 +10,7 @@ namespace {
 
 constexpr char upper_hex[] = "0123456789ABCDEF";
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
+using ascii::hex_value;
 
 bool is_unreserved_form_byte(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
