@@ -53,8 +53,11 @@ void arm(caf::event_based_actor* self, const state_ptr& st) {
   if (next >= st->armed_for)
     return;  // an earlier or equal tick is already on its way
   st->armed_for = next;
-  auto delay = std::max<std::int64_t>(next - now_ms(), 0);
-  self->delayed_send(self, std::chrono::milliseconds(delay), tick_atom::value);
+  // In microseconds: rounding the delay to whole milliseconds would fire up to 1 ms late.
+  using namespace std::chrono;
+  auto now_us = duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+  auto delay = std::max<std::int64_t>(next * 1000 - now_us, 0);
+  self->delayed_send(self, microseconds(delay), tick_atom::value);
 }
 
 status save_task(scheduler_state& st, const task_record& task,

@@ -415,15 +415,11 @@ task_result create_task(caf::event_based_actor* self, const state_ptr& st, task_
 
   // The per-user task limit counts tasks that will still run. Serialized by this actor, so
   // two concurrent requests cannot both take the last place.
-  auto existing = st->ctx->db->list_tasks(st->user);
-  if (!existing)
-    return existing.error();
-  auto pending =
-      std::count_if(existing.value().begin(), existing.value().end(), [](const task_record& t) {
-        return task_status_is_pending(t.status) || t.status == task_status::blocked;
-      });
-  if (pending >= st->ctx->opts.max_tasks_per_user)
-    return make_failure("task_limit_reached", "the user has " + std::to_string(pending) +
+  auto pending = st->ctx->db->count_active_tasks(st->user);
+  if (!pending)
+    return pending.error();
+  if (pending.value() >= static_cast<std::size_t>(st->ctx->opts.max_tasks_per_user))
+    return make_failure("task_limit_reached", "the user has " + std::to_string(pending.value()) +
                                                   " pending tasks, the configured maximum");
 
   auto batch = st->ctx->db->batch();

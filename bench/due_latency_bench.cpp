@@ -21,7 +21,6 @@
 #include <benchmark/benchmark.h>
 #include <httplib.h>
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 

@@ -18,7 +18,8 @@ const std::vector<std::string>& family_names() {
                                               "tasks",
                                               "due",
                                               "audit",
-                                              "meta"};
+                                              "meta",
+                                              "active_tasks"};
   return names;
 }
 
@@ -65,6 +66,7 @@ struct store::families {
   rocksdb::ColumnFamilyHandle* tasks() const { return handles[6]; }
   rocksdb::ColumnFamilyHandle* due() const { return handles[7]; }
   rocksdb::ColumnFamilyHandle* audit() const { return handles[8]; }
+  rocksdb::ColumnFamilyHandle* active_tasks() const { return handles[10]; }
 };
 
 result<std::unique_ptr<store>> store::open(const std::string& dir) {
@@ -226,6 +228,18 @@ result<std::vector<task_record>> store::list_tasks(const std::string& user) {
   return out;
 }
 
+result<std::size_t> store::count_active_tasks(const std::string& user) {
+  std::size_t count = 0;
+  auto s = scan_prefix(db_.get(), cfs_->active_tasks(), join_key(user, ""),
+                       [&](const rocksdb::Slice&, const rocksdb::Slice&) {
+                         ++count;
+                         return true;
+                       });
+  if (!s.ok())
+    return read_failure(s);
+  return count;
+}
+
 result<std::vector<due_entry>> store::scan_due() {
   std::vector<due_entry> out;
   auto s = scan_prefix(
@@ -310,6 +324,10 @@ void store_batch::put_task(const task_record& r, std::optional<std::int64_t> pre
     batch_->Delete(owner_->cfs_->due(), due_key(*previous_due_ms, r.id));
   if (task_status_is_pending(r.status))
     batch_->Put(owner_->cfs_->due(), due_key(r.due_at_ms, r.id), r.user);
+  if (task_status_is_pending(r.status) || r.status == task_status::blocked)
+    batch_->Put(owner_->cfs_->active_tasks(), join_key(r.user, r.id), "");
+  else
+    batch_->Delete(owner_->cfs_->active_tasks(), join_key(r.user, r.id));
 }
 
 void store_batch::put_audit(const audit_record& r) {

@@ -10,6 +10,9 @@
 //   due          8-byte big-endian due ms, task id    -> user (scanned in time order)
 //   audit        user '\0' 8-byte big-endian seq      -> audit_record
 //   meta         name                                 -> value
+//   active_tasks user '\0' task id                    -> "" for each pending or blocked task,
+//                                                        so the per-user limit is counted
+//                                                        without reading finished tasks
 //
 // Every commit is written with a synced WAL, so whatever a caller was told succeeded survives
 // kill -9 and power loss. The store is thread-safe (RocksDB is); callers serialize writes to
@@ -88,6 +91,8 @@ class store {
   result<std::optional<task_record>> get_task(const std::string& user, const std::string& id);
   /// A user's tasks in id order (ids sort by creation time).
   result<std::vector<task_record>> list_tasks(const std::string& user);
+  /// How many of the user's tasks are pending or blocked.
+  result<std::size_t> count_active_tasks(const std::string& user);
   /// Every due-index entry in time order (the scheduler loads it at start).
   result<std::vector<due_entry>> scan_due();
   /// A user's audit records in order; `after_seq` skips what the caller has seen.

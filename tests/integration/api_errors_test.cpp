@@ -167,6 +167,30 @@ TEST_F(api_errors, conflicts_and_unknown_ids) {
       "cancelled");
 }
 
+// The per-user task limit refuses the next task, and frees a place when one is cancelled.
+TEST_F(api_errors, task_limit_refuses_then_frees_a_place) {
+  temp_dir dir("task-limit");
+  daemon node(dir.path(), {"--max-tasks-per-user=2"});
+  node.start();
+  node.register_provider(*server_);
+  auto key = node.create_agent("bot");
+  auto tokens = server_->login("carol");
+  ASSERT_EQ(node.call(key, "PUT", "/v1/users/carol/connections/demo",
+                      "{\"refresh_token\":\"" + str(tokens["refresh_token"]) + "\"}")
+                .status,
+            200);
+  auto task = R"({"provider":"demo","delay_seconds":3600,)" + good_action + "}";
+  std::string first;
+  for (int i = 0; i < 2; ++i) {
+    auto r = node.call(key, "POST", "/v1/users/carol/tasks", task);
+    ASSERT_EQ(r.status, 201) << r.raw;
+    first = str(r.body.as_object().at("id"));
+  }
+  expect_error(node.call(key, "POST", "/v1/users/carol/tasks", task), 409, "task_limit_reached");
+  EXPECT_EQ(node.call(key, "DELETE", "/v1/users/carol/tasks/" + first).status, 200);
+  EXPECT_EQ(node.call(key, "POST", "/v1/users/carol/tasks", task).status, 201);
+}
+
 // Unknown routes answer with the same JSON error shape.
 TEST_F(api_errors, unknown_route_is_json_404) {
   expect_error(node_->call(key_, "GET", "/v2/anything"), 404, "not_found");

@@ -105,6 +105,26 @@ TEST_F(store_test, user_prefixes_are_exact) {
   EXPECT_FALSE(db_->get_task("al", "t1")->has_value());
 }
 
+// The active-task count follows status changes and ignores other users and finished tasks.
+TEST_F(store_test, active_task_count_follows_status) {
+  auto a = task("t1", 1, task_status::scheduled);
+  auto b = task("t2", 1, task_status::blocked);
+  auto c = task("t3", 1, task_status::succeeded);
+  auto other = task("t4", 1, task_status::scheduled);
+  other.user = "al";
+  auto batch = db_->batch();
+  for (auto* t : {&a, &b, &c, &other})
+    batch.put_task(*t, std::nullopt);
+  ASSERT_TRUE(db_->commit(batch).ok());
+  EXPECT_EQ(db_->count_active_tasks("alice").value(), 2u);
+
+  a.status = task_status::cancelled;
+  batch.put_task(a, a.due_at_ms);
+  ASSERT_TRUE(db_->commit(batch).ok());
+  EXPECT_EQ(db_->count_active_tasks("alice").value(), 1u);
+  EXPECT_EQ(db_->count_active_tasks("al").value(), 1u);
+}
+
 // Agents are found by the hash of their key only.
 TEST_F(store_test, agent_lookup_by_key_hash) {
   agent_record agent{"bot", "hash-1", true, {}, 1};
