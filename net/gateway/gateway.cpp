@@ -287,36 +287,51 @@ void gateway::install_routes() {
     res.set_content(ctx->counters.render(), "text/plain; version=0.0.4");
   });
 
-  srv.Post(
-      "/v1/providers", [ctx, require_admin](const httplib::Request& req, httplib::Response& res) {
-        if (!require_admin(req, res))
-          return;
-        auto input = api::parse_provider(req.body);
-        if (!input)
-          return reply_error(res, input.error());
-        auto existing = ctx->db->get_provider(input->record.id);
-        if (!existing)
-          return reply_error(res, existing.error());
-        if (existing.value())
-          return reply_error(res, make_failure("already_exists", "provider '" + input->record.id +
-                                                                     "' is already registered"));
+  // POST creates a provider; PUT /v1/providers/{id} replaces one (e.g. to rotate its client
+  // secret). Connections and their tokens are untouched either way.
+  auto store_provider = [ctx, require_admin](const httplib::Request& req, httplib::Response& res,
+                                             const std::optional<std::string>& replace_id) {
+    if (!require_admin(req, res))
+      return;
+    auto input = api::parse_provider(req.body);
+    if (!input)
+      return reply_error(res, input.error());
+    if (replace_id && *replace_id != input->record.id)
+      return reply_error(res, make_failure("invalid_request",
+                                           "the body's 'id' must match the provider in the path"));
+    auto existing = ctx->db->get_provider(input->record.id);
+    if (!existing)
+      return reply_error(res, existing.error());
+    if (!replace_id && existing.value())
+      return reply_error(res, make_failure("already_exists", "provider '" + input->record.id +
+                                                                 "' is already registered"));
+    if (replace_id && !existing.value())
+      return reply_error(
+          res, make_failure("unknown_provider", "no provider '" + *replace_id + "' to replace"));
 
-        auto sealed =
-            ctx->keys->seal(seal_context{provider_key_owner(), input->record.id, "client_secret"},
-                            input->client_secret.reveal());
-        if (!sealed)
-          return reply_error(res, sealed.error());
-        input->record.sealed_client_secret = std::move(sealed).value();
-        input->record.created_at_ms = now_ms();
+    auto sealed =
+        ctx->keys->seal(seal_context{provider_key_owner(), input->record.id, "client_secret"},
+                        input->client_secret.reveal());
+    if (!sealed)
+      return reply_error(res, sealed.error());
+    input->record.sealed_client_secret = std::move(sealed).value();
+    input->record.created_at_ms = existing.value() ? existing.value()->created_at_ms : now_ms();
 
-        auto batch = ctx->db->batch();
-        batch.put_provider(input->record);
-        if (auto committed = ctx->db->commit(batch); !committed)
-          return reply_error(res, committed.error());
-        spdlog::info("provider registered id={} auth_method={}", input->record.id,
-                     input->record.auth_method);
-        reply_json(res, 201, api::provider_view(input->record));
-      });
+    auto batch = ctx->db->batch();
+    batch.put_provider(input->record);
+    if (auto committed = ctx->db->commit(batch); !committed)
+      return reply_error(res, committed.error());
+    spdlog::info("provider {} id={} auth_method={}", replace_id ? "replaced" : "registered",
+                 input->record.id, input->record.auth_method);
+    reply_json(res, replace_id ? 200 : 201, api::provider_view(input->record));
+  };
+  srv.Post("/v1/providers", [store_provider](const httplib::Request& req, httplib::Response& res) {
+    store_provider(req, res, std::nullopt);
+  });
+  srv.Put(R"(/v1/providers/([^/]+))",
+          [store_provider](const httplib::Request& req, httplib::Response& res) {
+            store_provider(req, res, std::string(req.matches[1]));
+          });
 
   srv.Post("/v1/agents", [ctx, require_admin](const httplib::Request& req, httplib::Response& res) {
     if (!require_admin(req, res))

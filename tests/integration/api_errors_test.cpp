@@ -191,6 +191,20 @@ TEST_F(api_errors, task_limit_refuses_then_frees_a_place) {
   EXPECT_EQ(node.call(key, "POST", "/v1/users/carol/tasks", task).status, 201);
 }
 
+// PUT replaces a provider (secret rotation) but only an existing one, under its own id.
+TEST_F(api_errors, provider_replace_rules) {
+  std::string body = R"({"id":"demo","token_url":")" + server_->token_url() +
+                     R"(","api_base_url":")" + server_->resource_base() +
+                     R"(","client_id":"latchkey-basic","client_secret":")" +
+                     server_->client_secret("latchkey-basic") + R"("})";
+  EXPECT_EQ(node_->admin("PUT", "/v1/providers/demo", body).status, 200);
+  expect_error(node_->admin("PUT", "/v1/providers/other", body), 400, "invalid_request");
+  std::string other = body;
+  other.replace(other.find("\"demo\""), 6, "\"ghost\"");
+  expect_error(node_->admin("PUT", "/v1/providers/ghost", other), 404, "unknown_provider");
+  expect_error(node_->call(key_, "PUT", "/v1/providers/demo", body), 403, "forbidden");
+}
+
 // Unknown routes answer with the same JSON error shape.
 TEST_F(api_errors, unknown_route_is_json_404) {
   expect_error(node_->call(key_, "GET", "/v2/anything"), 404, "not_found");
