@@ -15,7 +15,15 @@ namespace {
 
 caf::behavior outbound_worker(caf::event_based_actor*) {
   return {
-      [](perform_atom, const http_request& request) { return perform(request); },
+      [](perform_atom, const http_request& request) {
+        if (request.still_wanted && !request.still_wanted()) {
+          http_response withheld;
+          withheld.withheld = true;
+          withheld.transport_error = "not sent: no longer wanted";
+          return withheld;
+        }
+        return perform(request);
+      },
   };
 }
 

@@ -99,10 +99,19 @@ void send_action(caf::event_based_actor* self, const state_ptr& st, secret_strin
   if (st->task.action.body)
     request.body = *st->task.action.body;
   request.timeout = st->ctx->opts.outbound_timeout;
+  // A cancel acknowledged before the worker sends the action stops it.
+  request.still_wanted = [db = st->ctx->db, user = st->task.user, id = st->task.id] {
+    auto task = db->get_task(user, id);
+    return !(task && task.value() && task.value()->status == task_status::cancelled);
+  };
 
   self->request(st->ctx->outbound, caf::infinite, perform_atom::value, std::move(request))
       .then(
           [self, st, token](http_response& reply) {
+            if (reply.withheld) {
+              finish(self, st, outcome_of(run_outcome::failed, "cancelled"));
+              return;
+            }
             auto detail = st->task.action.method + " " + st->task.action.path + " -> " +
                           (reply.transport_failed() ? std::string("no response")
                                                     : std::to_string(reply.status));

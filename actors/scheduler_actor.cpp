@@ -317,6 +317,15 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, context_ptr ctx) {
   }
   arm(self, st);
 
+  // Runs are not linked to the scheduler (a failing run must not take it down), so stop them
+  // explicitly when the scheduler stops: a run waiting on an actor that is already gone would
+  // otherwise wait forever and keep the node from exiting. Their tasks keep their due entries
+  // and run again after the restart.
+  self->attach_functor([st](const caf::error&) {
+    for (auto& [id, run] : st->running)
+      caf::anon_send_exit(run, caf::exit_reason::user_shutdown);
+  });
+
   return {
       [self, st](tick_atom) { tick(self, st); },
       [self, st](schedule_atom, const task_record& task) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -23,6 +24,10 @@ struct http_request {
   header_list headers;
   std::string body;
   std::chrono::milliseconds timeout{10000};
+  /// Asked by the outbound worker right before sending (a queued call may wait a while); when
+  /// it returns false the request is not sent and the response says so (`withheld`). Lets a
+  /// cancel that arrives while a task waits for a worker stop its action.
+  std::function<bool()> still_wanted;
 
   http_request() = default;
   http_request(const http_request&) = default;
@@ -36,6 +41,8 @@ struct http_response {
   /// 0 when no response arrived; `transport_error` then says why (never a secret).
   int status = 0;
   std::string transport_error;
+  /// True when the request was never sent because `still_wanted` said no.
+  bool withheld = false;
   header_list headers;
   std::string body;
 

@@ -9,6 +9,7 @@
 // seconds.
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <ctime>
 #include <fstream>
@@ -988,6 +989,66 @@ TEST_F(provider_cases, secrets_in_token_replies_reach_no_log_file_record_or_audi
   EXPECT_NE(log.find("malformed_response"), std::string::npos);
   EXPECT_NE(log.find("invalid_grant"), std::string::npos);
   EXPECT_NE(log.find(" debug "), std::string::npos);
+}
+
+// ---- robustness ------------------------------------------------------------------------------
+
+// A cancel acknowledged while the run waits for its token stops the action from being sent.
+TEST_F(provider_cases, cancel_before_the_action_is_sent_prevents_it) {
+  mock_->on_token([](const recorded_request&, std::size_t) {
+    auto reply = json_reply(
+        200,
+        json::object{{"access_token", "at-slow"}, {"expires_in", 3600}, {"token_type", "Bearer"}});
+    reply.delay = 1500ms;
+    return reply;
+  });
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  put_connection("oli", json::object{{"refresh_token", "rt-oli"}});
+  auto id = schedule("oli", 0.1, "/transfer");
+  ASSERT_TRUE(mock_->wait_token_count(1, 10s));
+
+  auto cancel = node_->call(key_, "DELETE", "/v1/users/oli/tasks/" + id);
+  ASSERT_EQ(cancel.status, 200) << cancel.raw;
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(mock_->api_count(), 0u);
+  auto t = task("oli", id);
+  EXPECT_EQ(str(t["status"]), "cancelled");
+  EXPECT_TRUE(t["response_status"].is_null());
+}
+
+// SIGTERM while an action is in flight ends the process within the outbound timeout; the task
+// runs again after the restart with the same Idempotency-Key.
+TEST_F(provider_cases, sigterm_with_action_in_flight_exits_and_task_reruns) {
+  mock_->on_token([](const recorded_request&, std::size_t) {
+    return json_reply(
+        200,
+        json::object{{"access_token", "at-1"}, {"expires_in", 3600}, {"token_type", "Bearer"}});
+  });
+  mock_->on_api([](const recorded_request&, std::size_t i) {
+    scripted_reply reply;
+    reply.body = R"({"ok":true})";
+    if (i == 0)
+      reply.delay = 3000ms;  // the first call hangs past the shutdown
+    return reply;
+  });
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--outbound-timeout-ms=2000"}));
+  put_connection("pia", json::object{{"refresh_token", "rt-pia"}});
+  auto id = schedule("pia", 0.1);
+  for (int i = 0; i < 100 && mock_->api_count() == 0; ++i)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(mock_->api_count(), 1u);
+
+  auto began = sys_clock::now();
+  int status = node_->terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_LT(ms_between(began, sys_clock::now()), 8000);
+
+  node_->start();
+  auto t = wait("pia", id);
+  EXPECT_EQ(str(t["status"]), "succeeded") << json::serialize(t);
+  auto calls = mock_->api_requests();
+  ASSERT_GE(calls.size(), 2u);
+  EXPECT_EQ(calls.front().header("Idempotency-Key"), calls.back().header("Idempotency-Key"));
 }
 
 }  // namespace
