@@ -1,5 +1,7 @@
 #include "persistence/store.hpp"
 
+#include <algorithm>
+
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
@@ -66,6 +68,7 @@ struct store::families {
   rocksdb::ColumnFamilyHandle* tasks() const { return handles[6]; }
   rocksdb::ColumnFamilyHandle* due() const { return handles[7]; }
   rocksdb::ColumnFamilyHandle* audit() const { return handles[8]; }
+  rocksdb::ColumnFamilyHandle* meta() const { return handles[9]; }
   rocksdb::ColumnFamilyHandle* active_tasks() const { return handles[10]; }
 };
 
@@ -91,22 +94,69 @@ result<std::unique_ptr<store>> store::open(const std::string& dir) {
   if (!s.ok())
     return make_failure("store_unavailable",
                         "cannot open the database in " + dir + ": " + s.ToString());
-  return std::unique_ptr<store>(new store(std::unique_ptr<rocksdb::DB>(raw), std::move(cfs)));
+  std::unique_ptr<store> db(new store(std::unique_ptr<rocksdb::DB>(raw), std::move(cfs)));
+  if (auto migrated = db->migrate(); !migrated)
+    return migrated.error();
+  return db;
 }
 
 result<std::unique_ptr<store>> store::open_read_only(const std::string& dir) {
+  // A read-only open cannot create column families, and a directory written by an older
+  // version may lack newer ones: open those that exist, leave the others null.
   rocksdb::DBOptions options;
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& name : family_names())
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions{});
-
-  auto cfs = std::make_unique<families>();
-  rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::OpenForReadOnly(options, dir, descriptors, &cfs->handles, &raw);
+  std::vector<std::string> existing;
+  auto s = rocksdb::DB::ListColumnFamilies(options, dir, &existing);
   if (!s.ok())
     return make_failure("store_unavailable",
                         "cannot open the database in " + dir + ": " + s.ToString());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : family_names())
+    if (std::find(existing.begin(), existing.end(), name) != existing.end())
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions{});
+
+  std::vector<rocksdb::ColumnFamilyHandle*> opened;
+  rocksdb::DB* raw = nullptr;
+  s = rocksdb::DB::OpenForReadOnly(options, dir, descriptors, &opened, &raw);
+  if (!s.ok())
+    return make_failure("store_unavailable",
+                        "cannot open the database in " + dir + ": " + s.ToString());
+  auto cfs = std::make_unique<families>();
+  cfs->handles.assign(family_names().size(), nullptr);
+  for (auto* handle : opened) {
+    auto at = std::find(family_names().begin(), family_names().end(), handle->GetName());
+    cfs->handles[static_cast<std::size_t>(at - family_names().begin())] = handle;
+  }
   return std::unique_ptr<store>(new store(std::unique_ptr<rocksdb::DB>(raw), std::move(cfs)));
+}
+
+status store::migrate() {
+  // Schema 2 added the active_tasks index; build it from the stored tasks once.
+  static constexpr const char* schema_key = "schema_version";
+  static constexpr const char* current = "2";
+  std::string version;
+  auto s = db_->Get(rocksdb::ReadOptions{}, cfs_->meta(), schema_key, &version);
+  if (s.ok() && version == current)
+    return ok_status();
+  if (!s.ok() && !s.IsNotFound())
+    return read_failure(s);
+
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}, cfs_->tasks()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto task = decode_task(it->value().ToStringView());
+    if (!task)
+      return task.error();
+    if (task_status_is_pending(task->status) || task->status == task_status::blocked)
+      batch.Put(cfs_->active_tasks(), join_key(task->user, task->id), "");
+  }
+  if (!it->status().ok())
+    return read_failure(it->status());
+  batch.Put(cfs_->meta(), schema_key, current);
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  if (s = db_->Write(options, &batch); !s.ok())
+    return make_failure("store_write_failed", "schema migration failed: " + s.ToString());
+  return ok_status();
 }
 
 store::store(std::unique_ptr<rocksdb::DB> db, std::unique_ptr<families> cfs)
@@ -114,7 +164,8 @@ store::store(std::unique_ptr<rocksdb::DB> db, std::unique_ptr<families> cfs)
 
 store::~store() {
   for (auto* handle : cfs_->handles)
-    db_->DestroyColumnFamilyHandle(handle);
+    if (handle != nullptr)
+      db_->DestroyColumnFamilyHandle(handle);
   db_->Close();
 }
 

@@ -109,6 +109,8 @@ class store {
   struct families;
 
   store(std::unique_ptr<rocksdb::DB> db, std::unique_ptr<families> cfs);
+  /// Brings a directory written by an older version up to the current layout.
+  status migrate();
   result<std::optional<std::string>> get(rocksdb::ColumnFamilyHandle* cf, const std::string& key);
 
   std::unique_ptr<families> cfs_;

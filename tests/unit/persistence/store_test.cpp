@@ -10,6 +10,8 @@
 #include "persistence/keyring.hpp"
 #include "persistence/store.hpp"
 
+#include <rocksdb/db.h>
+
 namespace latchkey {
 namespace {
 
@@ -123,6 +125,42 @@ TEST_F(store_test, active_task_count_follows_status) {
   ASSERT_TRUE(db_->commit(batch).ok());
   EXPECT_EQ(db_->count_active_tasks("alice").value(), 1u);
   EXPECT_EQ(db_->count_active_tasks("al").value(), 1u);
+}
+
+// A directory written before the active-task index existed opens read-only, and opening it
+// for writing builds the index from the stored tasks.
+TEST_F(store_test, directory_without_active_index_is_migrated) {
+  db_.reset();
+  fs::remove_all(dir_);
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> old_families;
+    for (const char* name : {"default", "providers", "agents", "agent_keys", "keys", "connections",
+                             "tasks", "due", "audit", "meta"})
+      old_families.emplace_back(name, rocksdb::ColumnFamilyOptions{});
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, dir_.string(), old_families, &handles, &raw).ok());
+    auto pending = task("t1", 1, task_status::scheduled);
+    auto done = task("t2", 1, task_status::succeeded);
+    for (auto* t : {&pending, &done})
+      ASSERT_TRUE(
+          raw->Put({}, handles[6], t->user + std::string(1, '\0') + t->id, encode(*t)).ok());
+    for (auto* h : handles)
+      raw->DestroyColumnFamilyHandle(h);
+    delete raw;
+  }
+
+  auto read_only = store::open_read_only(dir_.string());
+  ASSERT_TRUE(read_only.ok()) << read_only.error().message;
+  read_only.value().reset();
+
+  reopen();
+  EXPECT_EQ(db_->count_active_tasks("alice").value(), 1u);
+  reopen();  // the migration runs once; the count stays right
+  EXPECT_EQ(db_->count_active_tasks("alice").value(), 1u);
 }
 
 // Agents are found by the hash of their key only.
