@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -75,16 +76,28 @@ status check_master_key_read_only(const std::string& dir, const master_key& kek)
   return keys.check_master_key();
 }
 
-void setup_logging(const options& opts) {
+status setup_logging(const options& opts) {
   std::shared_ptr<spdlog::logger> logger;
-  if (opts.log_file.empty())
+  if (opts.log_file.empty()) {
     logger = spdlog::stderr_color_mt("latchkeyd");
-  else
-    logger = spdlog::basic_logger_mt("latchkeyd", opts.log_file);
+  } else {
+    // spdlog would create missing parent directories and throw on a directory path.
+    std::error_code ec;
+    auto parent = fs::path(opts.log_file).parent_path();
+    if ((!parent.empty() && !fs::is_directory(parent, ec)) || fs::is_directory(opts.log_file, ec))
+      return make_failure("log_file_unusable", "cannot write the log file " + opts.log_file +
+                                                   " (missing directory, or it is a directory)");
+    try {
+      logger = spdlog::basic_logger_mt("latchkeyd", opts.log_file);
+    } catch (const spdlog::spdlog_ex&) {
+      return make_failure("log_file_unusable", "cannot open the log file " + opts.log_file);
+    }
+  }
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
   logger->set_level(spdlog::level::from_str(opts.log_level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  return ok_status();
 }
 
 }  // namespace
@@ -93,6 +106,8 @@ int main(int argc, char** argv) {
   // Plaintext secrets live in this process's memory: keep them out of core dumps.
   rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
+  // Data, keys and logs are this service's alone: files 0600, directories 0700.
+  umask(077);
 
   auto opts = load_options(argc, argv);
   if (!opts) {
@@ -114,7 +129,8 @@ int main(int argc, char** argv) {
   if (auto matches = check_master_key_read_only(opts->data_dir, kek.value()); !matches)
     return fail(matches.error().message);
 
-  setup_logging(opts.value());
+  if (auto logging = setup_logging(opts.value()); !logging)
+    return fail(logging.error().message);
 
   // Block the stop signals before any thread starts, then wait for one below.
   sigset_t stop_signals;

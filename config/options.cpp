@@ -199,8 +199,9 @@ const std::vector<option_spec>& schema() {
                               "encrypts stored tokens."));
     s.push_back(integer_option("master_key_version", "N", "", &options::master_key_version, 1,
                                std::numeric_limits<std::uint32_t>::max(),
-                               "Version number of the key in master_key_file; raise it when the "
-                               "key is rotated."));
+                               "Version number of the key in master_key_file, recorded in every "
+                               "wrapped data key. Must match the data directory: rotating the "
+                               "master key (rewrapping) is not supported yet."));
     s.push_back(required_path("admin_key_file", "FILE", &options::admin_key_file,
                               "/etc/latchkey/admin.key",
                               "File holding the admin bearer token (at least 16 bytes)."));

@@ -7,6 +7,12 @@ namespace {
 // The meta entry naming a key that proves the master key at start-up.
 constexpr const char* canary_owner = "canary";
 
+failure version_mismatch() {
+  return make_failure("master_key_version_mismatch",
+                      "the data directory's keys are wrapped by another master key version than "
+                      "--master-key-version says; rotating the master key is not supported yet");
+}
+
 }  // namespace
 
 keyring::keyring(store& db, master_key kek, std::size_t cache_capacity)
@@ -60,6 +66,8 @@ void keyring::remember(const std::string& owner, const secret_string& dek) {
 status keyring::verify_master_key() {
   // The canary key is created by the first start; later starts must be able to unwrap it.
   auto dek = data_key(canary_owner, /*create=*/true);
+  if (!dek && dek.error().code == "master_key_version_mismatch")
+    return version_mismatch();
   if (!dek)
     return make_failure("master_key_mismatch",
                         "the master key does not open this data directory's keys (wrong key "
@@ -69,6 +77,8 @@ status keyring::verify_master_key() {
 
 status keyring::check_master_key() {
   auto dek = data_key(canary_owner, /*create=*/false);
+  if (!dek && dek.error().code == "master_key_version_mismatch")
+    return version_mismatch();
   if (!dek && dek.error().code != "key_missing")
     return make_failure("master_key_mismatch",
                         "the master key does not open this data directory's keys (wrong key "

@@ -55,15 +55,16 @@ pids+=($!)
 port=$(wait_line "$work/latchkeyd.out" "latchkeyd ready" | sed 's/.*port=//')
 api="http://127.0.0.1:$port"
 admin="Authorization: Bearer $(cat "$work/admin.key")"
+json="Content-Type: application/json"
 say "latchkeyd listening on $api, data in $work/data"
 
 step "3. Register the provider and an agent (admin key)"
-curl -sf -X POST "$api/v1/providers" -H "$admin" -d "$(jq -n \
+curl -sf -X POST "$api/v1/providers" -H "$admin" -H "$json" -d "$(jq -n \
   --arg t "$token_url" --arg a "$api_base" --arg s "$client_secret" \
   '{id:"demo", token_url:$t, api_base_url:$a, client_id:"latchkey-basic", client_secret:$s,
     auth_method:"client_secret_basic", scopes:["openid","offline_access","leads.read","leads.write"]}')" \
   | jq -c '{id, auth_method, api_base_url}'
-agent_key=$(curl -sf -X POST "$api/v1/agents" -H "$admin" -d '{"id":"sales-bot","users":["alice"]}' \
+agent_key=$(curl -sf -X POST "$api/v1/agents" -H "$admin" -H "$json" -d '{"id":"sales-bot","users":["alice"]}' \
   | jq -r .key)
 agent="Authorization: Bearer $agent_key"
 say "agent sales-bot created; its key is shown once and only its hash is stored"
@@ -74,11 +75,11 @@ tokens=$(node "$root/tests/oauth-server/login.mjs" --issuer="$issuer" --client=l
 say "got an access token (expires in $(jq -r .expires_in <<<"$tokens") s) and a refresh token"
 
 step "5. Import the tokens into latchkeyd (the reply never echoes a token)"
-curl -sf -X PUT "$api/v1/users/alice/connections/demo" -H "$agent" -d "$(jq -c \
+curl -sf -X PUT "$api/v1/users/alice/connections/demo" -H "$agent" -H "$json" -d "$(jq -c \
   '{refresh_token, access_token, expires_in, scope}' <<<"$tokens")" | jq -c .
 
 step "6. Schedule a task that comes due after the access token has expired (in 8 s)"
-task=$(curl -sf -X POST "$api/v1/users/alice/tasks" -H "$agent" -d '{
+task=$(curl -sf -X POST "$api/v1/users/alice/tasks" -H "$agent" -H "$json" -d '{
   "provider":"demo", "scopes":["leads.write"], "delay_seconds":8,
   "action":{"method":"POST","path":"/leads/42/follow-up","body":{"note":"call back"}}}')
 task_id=$(jq -r .id <<<"$task")

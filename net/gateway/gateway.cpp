@@ -206,6 +206,16 @@ void gateway::install_routes() {
                                     "another node or after the restart"));
       return httplib::Server::HandlerResponse::Handled;
     }
+    // The API speaks JSON only. Refusing other declared types here, before the body is read,
+    // also keeps httplib from applying its 8 KiB form-body limit (curl -d sends form type).
+    auto type = req.get_header_value("Content-Type");
+    if (!type.empty() && type.rfind("application/json", 0) != 0) {
+      reply_json(
+          res, 415,
+          json::object{{"error", "unsupported_media_type"},
+                       {"message", "send request bodies as Content-Type: application/json"}});
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
 

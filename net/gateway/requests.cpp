@@ -117,7 +117,8 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
 }  // namespace
 
 bool valid_id(std::string_view id) {
-  if (id.empty() || id.size() > 128)
+  // "." and ".." would change meaning under any proxy that normalizes paths.
+  if (id.empty() || id.size() > 128 || id == "." || id == "..")
     return false;
   for (unsigned char c : id)
     if (!(std::isalnum(c) || c == '.' || c == '_' || c == '@' || c == '+' || c == '-'))

@@ -205,6 +205,25 @@ TEST_F(api_errors, provider_replace_rules) {
   expect_error(node_->call(key_, "PUT", "/v1/providers/demo", body), 403, "forbidden");
 }
 
+// Bodies that are not declared as JSON are refused with 415, whatever their size.
+TEST_F(api_errors, non_json_content_type_is_415) {
+  httplib::Client client(node_->base());
+  httplib::Headers headers{{"Authorization", "Bearer " + node_->admin_key()}};
+  auto r = client.Post("/v1/agents", headers, R"({"id":"form","users":["*"]})",
+                       "application/x-www-form-urlencoded");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 415);
+  EXPECT_NE(r->body.find("unsupported_media_type"), std::string::npos);
+  // Not stored: the id is still free.
+  EXPECT_EQ(node_->admin("POST", "/v1/agents", R"({"id":"form","users":["*"]})").status, 201);
+}
+
+// "." and ".." are not user ids, also percent-encoded.
+TEST_F(api_errors, dot_segments_are_not_user_ids) {
+  expect_error(node_->call(key_, "GET", "/v1/users/../tasks"), 400, "invalid_request");
+  expect_error(node_->call(key_, "GET", "/v1/users/%2e%2e/tasks"), 400, "invalid_request");
+}
+
 // Unknown routes answer with the same JSON error shape.
 TEST_F(api_errors, unknown_route_is_json_404) {
   expect_error(node_->call(key_, "GET", "/v2/anything"), 404, "not_found");

@@ -105,6 +105,10 @@ TEST_F(startup, unusable_data_dir_and_bad_option_exit) {
   auto b = args((dir_->path() / "master.key").string());
   b.push_back("--http-port=70000");
   expect_one_line_mentioning(start_daemon(dir_->path(), b), "http-port");
+
+  auto c = args((dir_->path() / "master.key").string());
+  c.push_back("--log-file=" + dir_->path().string());
+  expect_one_line_mentioning(start_daemon(dir_->path(), c), "log file");
 }
 
 // The right key still opens the directory after the refusals (nothing was damaged).
