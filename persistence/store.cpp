@@ -361,6 +361,11 @@ void store_batch::put_agent(const agent_record& r) {
   batch_->Put(owner_->cfs_->agent_keys(), r.key_hash, r.id);
 }
 
+void store_batch::delete_agent(const agent_record& r) {
+  batch_->Delete(owner_->cfs_->agents(), r.id);
+  batch_->Delete(owner_->cfs_->agent_keys(), r.key_hash);
+}
+
 void store_batch::put_wrapped_key(const std::string& owner, const std::string& wrapped) {
   batch_->Put(owner_->cfs_->keys(), owner, wrapped);
 }

@@ -47,6 +47,8 @@ class store_batch {
 
   void put_provider(const provider_record& r);
   void put_agent(const agent_record& r);
+  /// Removes the agent and its key hash: the key stops working with this commit.
+  void delete_agent(const agent_record& r);
   void put_wrapped_key(const std::string& owner, const std::string& wrapped);
   void put_connection(const connection_record& r);
   /// Writes the task and keeps the due index in step: removes the entry at `previous_due_ms`

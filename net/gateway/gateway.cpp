@@ -368,6 +368,24 @@ void gateway::install_routes() {
     reply_json(res, 201, json::object{{"id", agent.id}, {"key", key.reveal()}});
   });
 
+  srv.Delete(R"(/v1/agents/([^/]+))",
+             [ctx, require_admin](const httplib::Request& req, httplib::Response& res) {
+               if (!require_admin(req, res))
+                 return;
+               std::string id = req.matches[1];
+               auto agent = ctx->db->get_agent(id);
+               if (!agent)
+                 return reply_error(res, agent.error());
+               if (!agent.value())
+                 return reply_error(res, make_failure("not_found", "no agent '" + id + "'"));
+               auto batch = ctx->db->batch();
+               batch.delete_agent(*agent.value());
+               if (auto committed = ctx->db->commit(batch); !committed)
+                 return reply_error(res, committed.error());
+               spdlog::info("agent revoked id={}", id);
+               reply_json(res, 200, json::object{{"id", id}, {"revoked", true}});
+             });
+
   // --- agent routes ----------------------------------------------------------------------
 
   srv.Put(R"(/v1/users/([^/]+)/connections/([^/]+))", [ctx, &sys, timeout, require_agent_for,

@@ -224,6 +224,16 @@ TEST_F(api_errors, dot_segments_are_not_user_ids) {
   expect_error(node_->call(key_, "GET", "/v1/users/%2e%2e/tasks"), 400, "invalid_request");
 }
 
+// A revoked agent key stops working at once; revoking twice is 404.
+TEST_F(api_errors, revoked_agent_key_is_refused) {
+  auto key = node_->create_agent("short-lived", "[\"alice\"]");
+  EXPECT_EQ(node_->call(key, "GET", "/v1/users/alice/tasks").status, 200);
+  EXPECT_EQ(node_->admin("DELETE", "/v1/agents/short-lived").status, 200);
+  expect_error(node_->call(key, "GET", "/v1/users/alice/tasks"), 401, "unauthorized");
+  expect_error(node_->admin("DELETE", "/v1/agents/short-lived"), 404, "not_found");
+  expect_error(node_->call(key_, "DELETE", "/v1/agents/bot"), 403, "forbidden");
+}
+
 // Unknown routes answer with the same JSON error shape.
 TEST_F(api_errors, unknown_route_is_json_404) {
   expect_error(node_->call(key_, "GET", "/v2/anything"), 404, "not_found");
