@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <strings.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <string_view>
@@ -134,6 +135,16 @@ http_response perform_checked(const http_request& request, const parsed_url& url
       req.headers.emplace(name, value);
   req.body = request.body;
 
+  // Keep at most max_response_bytes of the body; read and drop the rest.
+  std::string body;
+  const auto limit = request.max_response_bytes;
+  req.content_receiver = [&body, limit](const char* data, std::size_t length, std::uint64_t,
+                                        std::uint64_t) {
+    if (body.size() < limit)
+      body.append(data, std::min(length, limit - body.size()));
+    return true;
+  };
+
   // Send.
   httplib::Response res;
   auto error = httplib::Error::Success;
@@ -147,6 +158,7 @@ http_response perform_checked(const http_request& request, const parsed_url& url
 
   if (!sent) {
     wipe_string(res.body);
+    wipe_string(body);
     return transport_failure(describe_error(error, elapsed, request.timeout));
   }
 
@@ -155,7 +167,7 @@ http_response perform_checked(const http_request& request, const parsed_url& url
   out.status = res.status;
   for (const auto& [name, value] : res.headers)
     out.headers.emplace_back(name, value);
-  out.body = res.body;
+  out.body = std::move(body);
   wipe_string(res.body);
   return out;
 }

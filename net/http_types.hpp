@@ -24,6 +24,9 @@ struct http_request {
   header_list headers;
   std::string body;
   std::chrono::milliseconds timeout{10000};
+  /// At most this much of the response body is kept; the rest is read and dropped, so a
+  /// provider answering with megabytes cannot grow the node's memory.
+  std::size_t max_response_bytes = 1 << 20;
   /// Asked by the outbound worker right before sending (a queued call may wait a while); when
   /// it returns false the request is not sent and the response says so (`withheld`). Lets a
   /// cancel that arrives while a task waits for a worker stop its action.

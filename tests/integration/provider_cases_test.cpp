@@ -1051,5 +1051,45 @@ TEST_F(provider_cases, sigterm_with_action_in_flight_exits_and_task_reruns) {
   EXPECT_EQ(calls.front().header("Idempotency-Key"), calls.back().header("Idempotency-Key"));
 }
 
+// A provider that hangs holds at most half of the outbound workers: another provider's task
+// still runs at once.
+TEST_F(provider_cases, hanging_provider_does_not_starve_others) {
+  auto token_ok = [](const recorded_request&, std::size_t) {
+    return json_reply(
+        200,
+        json::object{{"access_token", "at-x"}, {"expires_in", 3600}, {"token_type", "Bearer"}});
+  };
+  mock_->on_token(token_ok);
+  mock_->on_api([](const recorded_request&, std::size_t) {
+    scripted_reply reply;
+    reply.body = R"({"ok":true})";
+    reply.delay = 4000ms;
+    return reply;
+  });
+  mock_provider fast;
+  fast.on_token(token_ok);
+  ASSERT_NO_FATAL_FAILURE(start_daemon({"--outbound-threads=2", "--outbound-timeout-ms=6000"}));
+  json::object body{{"id", "fast"},
+                    {"token_url", fast.token_url()},
+                    {"api_base_url", fast.api_base_url()},
+                    {"client_id", "c"},
+                    {"client_secret", "s"}};
+  ASSERT_EQ(node_->admin("POST", "/v1/providers", json::serialize(body)).status, 201);
+  put_connection("ray", json::object{{"refresh_token", "rt-ray"}});
+  put_connection("ray", json::object{{"refresh_token", "rt-ray-fast"}}, "fast");
+
+  for (int i = 0; i < 3; ++i)
+    schedule("ray", 0.1, "/slow/" + std::to_string(i));
+  for (int i = 0; i < 100 && mock_->api_count() == 0; ++i)
+    std::this_thread::sleep_for(20ms);
+  auto began = sys_clock::now();
+  auto quick = schedule("ray", 0, "/quick", "fast");
+  auto t = wait("ray", quick, finished, 10s);
+  EXPECT_EQ(str(t["status"]), "succeeded") << json::serialize(t);
+  EXPECT_LT(ms_between(began, sys_clock::now()), 2500);
+  EXPECT_EQ(mock_->api_count(), 1u);  // the hanging host had one worker, not both
+  node_.reset();                      // stop the node before `fast` goes away
+}
+
 }  // namespace
 }  // namespace latchkey::testing

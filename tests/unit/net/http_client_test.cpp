@@ -305,5 +305,27 @@ TEST(perform, fails_with_tls_error_when_server_is_not_tls) {
   EXPECT_FALSE(response.transport_error.empty());
 }
 
+// A huge response body is read but only max_response_bytes of it is kept.
+TEST(perform, keeps_at_most_max_response_bytes) {
+  local_server srv;
+  const std::string big(3 << 20, 'x');
+  srv.server().Get("/big", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(big, "text/plain");
+  });
+  srv.start();
+
+  http_request request;
+  request.method = "GET";
+  request.url = srv.url("/big");
+  request.timeout = 5000ms;
+  request.max_response_bytes = 1000;
+  auto reply = perform(request);
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_EQ(reply.body.size(), 1000u);
+
+  request.max_response_bytes = 8 << 20;
+  EXPECT_EQ(perform(request).body.size(), big.size());
+}
+
 }  // namespace
 }  // namespace latchkey
