@@ -111,7 +111,8 @@ curl -sf "$api/v1/users/alice/tasks/$task_id" -H "$agent" \
 step "11. Stop latchkeyd and search its data directory and log for the tokens"
 kill "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
 found=0
-for secret in $(jq -r '.access_token, .refresh_token' <<<"$tokens") "$client_secret"; do
+# Every token the OAuth server issued (the rotated ones too), and the client secret.
+for secret in $(curl -sf "$issuer/__test/issued-tokens" | jq -r '.[]') "$client_secret"; do
   if grep -rqF -- "$secret" "$work/data" "$work/latchkeyd.log"; then found=1; fi
 done
 if [ "$found" = 0 ]; then say "no token or client secret found on disk or in the log"; else
