@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 #include <caf/all.hpp>
+#include <charconv>
 
 #include "actors/messages.hpp"
 #include "net/api_url.hpp"
@@ -542,11 +543,11 @@ void gateway::install_routes() {
       return;
     std::uint64_t after = 0;
     if (req.has_param("after")) {
-      try {
-        after = std::stoull(req.get_param_value("after"));
-      } catch (const std::exception&) {
-        return reply_error(res, make_failure("invalid_request", "'after' must be a number"));
-      }
+      auto text = req.get_param_value("after");
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), after);
+      if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+        return reply_error(
+            res, make_failure("invalid_request", "'after' must be a non-negative whole number"));
     }
     auto records = ctx->db->list_audit(user, after, 1000);
     if (!records)

@@ -381,6 +381,10 @@ result<task_record> parse_task(std::string_view body, std::int64_t now_ms) {
     auto when = parse_rfc3339_ms(run_at->as_string());
     if (!when)
       return invalid("field 'run_at' is not an RFC 3339 date-time (e.g. 2026-12-04T10:00:00Z)");
+    // The same horizon as delay_seconds; a time in the past means "as soon as possible".
+    constexpr std::int64_t ten_years_ms = 10LL * 366 * 86400 * 1000;
+    if (*when > now_ms + ten_years_ms)
+      return invalid("field 'run_at' is more than ten years ahead");
     task.run_at_ms = *when;
   } else {
     if (!delay->is_number())

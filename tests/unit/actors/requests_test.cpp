@@ -27,7 +27,7 @@ TEST(rfc3339, parses_fractions_and_offsets) {
 TEST(parse_task, accepts_a_full_task) {
   auto t = parse_task(R"({"provider":"crm","scopes":["a"],"run_at":"2026-12-04T10:00:00Z",
       "action":{"method":"post","path":"/leads","headers":{"X-A":"1"},"body":{"n":1}}})",
-                      0);
+                      1796000000000);
   ASSERT_TRUE(t.ok()) << t.error().message;
   EXPECT_EQ(t->provider, "crm");
   EXPECT_EQ(t->action.method, "POST");
@@ -73,6 +73,8 @@ TEST(parse_task, refuses_bad_tasks) {
       {R"({"provider":"c","delay_seconds":1,"surprise":1,"action":{"method":"GET","path":"/x"}})",
        "invalid_request"},
       {R"({"provider":"../c","delay_seconds":1,"action":{"method":"GET","path":"/x"}})",
+       "invalid_request"},
+      {R"({"provider":"c","run_at":"9999-12-31T00:00:00Z","action":{"method":"GET","path":"/x"}})",
        "invalid_request"},
   };
   for (const auto& c : cases) {
