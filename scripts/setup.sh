@@ -12,7 +12,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 packages=(
-  g++ cmake make pkg-config ccache git openssl curl jq ca-certificates
+  g++ cmake make pkg-config ccache clang-format git openssl curl jq ca-certificates
   libcaf-dev librocksdb-dev libboost-json1.81-dev libcpp-httplib-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
 )
