@@ -654,6 +654,13 @@ function shutdown(signal) {
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
 
+// A test fixture must not outlive whatever started it: if that process dies without stopping
+// us (a crashed test binary, a killed script), we are re-parented and exit on our own.
+const startedBy = process.ppid;
+setInterval(() => {
+  if (process.ppid !== startedBy) shutdown('parent exit');
+}, 500).unref();
+
 const ready = {
   issuer,
   token_url: `${issuer}${TOKEN_PATH}`,
