@@ -2,11 +2,13 @@
 // directory without writing to it, then starts the actors and the HTTP gateway, and runs until
 // SIGTERM or SIGINT. Start-up problems exit non-zero with one line that says what is wrong.
 
+#include <netdb.h>
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +47,31 @@ result<secret_string> read_admin_key(const std::string& path) {
     return make_failure("admin_key_invalid",
                         "the admin key in " + path + " must be at least 16 characters");
   return secret_string(std::move(key));
+}
+
+// Binds the gateway's address once and lets it go, so a taken port or a foreign address is
+// reported before anything is created on disk. (The gateway binds again later; a port taken in
+// between is still refused there.)
+status check_listen_address(const options& opts) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  auto port = std::to_string(opts.http_port);
+  if (getaddrinfo(opts.http_address.c_str(), port.c_str(), &hints, &found) != 0 || !found)
+    return make_failure("bind_failed", "--http-address " + opts.http_address +
+                                           " is not an address of this machine");
+  int sock = socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+  int yes = 1;
+  setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  bool bound = sock >= 0 && bind(sock, found->ai_addr, found->ai_addrlen) == 0;
+  if (sock >= 0)
+    close(sock);
+  freeaddrinfo(found);
+  if (!bound)
+    return make_failure("bind_failed", "cannot listen on " + opts.http_address + ":" + port +
+                                           " (address in use or not local?)");
+  return ok_status();
 }
 
 // The data directory must be usable before anything is opened in it.
@@ -124,6 +151,8 @@ int main(int argc, char** argv) {
   auto admin_key = read_admin_key(opts->admin_key_file);
   if (!admin_key)
     return fail(admin_key.error().message);
+  if (auto listenable = check_listen_address(opts.value()); !listenable)
+    return fail(listenable.error().message);
   if (auto usable = check_data_dir(opts->data_dir); !usable)
     return fail(usable.error().message);
   if (auto matches = check_master_key_read_only(opts->data_dir, kek.value()); !matches)

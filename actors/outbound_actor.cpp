@@ -2,8 +2,12 @@
 // no token endpoint or API call ever blocks CAF's scheduler threads. The dispatcher hands a
 // call to an idle worker and queues it otherwise; the worker count caps outbound concurrency.
 //
-// One host may hold at most half of the workers (rounded up): a provider that hangs ties up
-// its share until the outbound timeout, and every other provider keeps the rest.
+// One provider (its token endpoint and its API together; for calls without a provider, one
+// host) may hold at most half of the workers, rounded up: a provider that hangs ties up its
+// share until the outbound timeout, and every other provider keeps the rest.
+//
+// A worker that does not answer within its guard is stuck in a call; it is replaced by a fresh
+// one and never handed another call.
 
 #include <deque>
 #include <memory>
@@ -34,7 +38,7 @@ caf::behavior outbound_worker(caf::event_based_actor*) {
 
 struct pending_call {
   http_request request;
-  std::string host;  // scheme://host:port, the unit of the per-host share
+  std::string host;  // the unit of the share: the provider id, or scheme://host:port
   caf::typed_response_promise<http_response> promise;
 };
 
@@ -69,23 +73,27 @@ void dispatch(caf::event_based_actor* self, const std::shared_ptr<outbound_state
     // The worker enforces the request's own timeout; this one only guards against a worker
     // that died without answering.
     auto guard = call.request.timeout * 3 + std::chrono::seconds(5);
-    auto done = [self, state, worker, host = call.host] {
+    auto done = [self, state, host = call.host](caf::actor next_worker) {
       state->busy_by_host[host] -= 1;
-      state->idle.push_back(worker);
+      state->idle.push_back(std::move(next_worker));
       dispatch(self, state);
     };
     auto promise = call.promise;
     self->request(worker, guard, perform_atom::value, std::move(call.request))
         .then(
-            [promise, done](http_response& response) mutable {
+            [promise, done, worker](http_response& response) mutable {
               promise.deliver(std::move(response));
-              done();
+              done(worker);
             },
-            [promise, done](caf::error&) mutable {
+            [self, promise, done, worker](caf::error&) mutable {
               http_response failed;
               failed.transport_error = "outbound worker did not answer";
               promise.deliver(std::move(failed));
-              done();
+              // Retire the stuck worker (it exits once its call returns) without taking the
+              // dispatcher down with it, and put a fresh one in its place.
+              self->unlink_from(worker);
+              self->send_exit(worker, caf::exit_reason::user_shutdown);
+              done(self->spawn<caf::detached + caf::linked>(outbound_worker));
             });
   }
 }
@@ -101,7 +109,7 @@ caf::behavior outbound_actor(caf::event_based_actor* self, int workers) {
   return {
       [self, state](perform_atom, http_request& request) -> caf::result<http_response> {
         auto promise = self->make_response_promise<http_response>();
-        auto host = host_of(request.url);
+        auto host = request.share_key.empty() ? host_of(request.url) : request.share_key;
         state->queue.push_back(pending_call{std::move(request), std::move(host), promise});
         dispatch(self, state);
         return promise;

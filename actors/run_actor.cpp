@@ -99,10 +99,14 @@ void send_action(caf::event_based_actor* self, const state_ptr& st, secret_strin
   if (st->task.action.body)
     request.body = *st->task.action.body;
   request.timeout = st->ctx->opts.outbound_timeout;
-  // A cancel acknowledged before the worker sends the action stops it.
-  request.still_wanted = [db = st->ctx->db, user = st->task.user, id = st->task.id] {
+  request.share_key = st->task.provider;
+  // Sent only while this attempt is still the task's live one: a cancel, or an attempt the
+  // scheduler already gave up on, stops an action that is still waiting for a worker.
+  request.still_wanted = [db = st->ctx->db, user = st->task.user, id = st->task.id,
+                          attempt = st->task.attempts] {
     auto task = db->get_task(user, id);
-    return !(task && task.value() && task.value()->status == task_status::cancelled);
+    return task && task.value() && task.value()->status == task_status::running &&
+           task.value()->attempts == attempt;
   };
 
   self->request(st->ctx->outbound, caf::infinite, perform_atom::value, std::move(request))

@@ -51,10 +51,14 @@ void runtime::stop() {
   // Exit the roots; linked children (user actors, outbound workers) follow. A run in flight
   // ends when its next request meets a stopped actor; the system's destructor waits for it.
   // The handles stay set: running actors may still read them while they wind down.
-  for (const auto& handle : {ctx_->scheduler, ctx_->users, ctx_->outbound})
-    if (handle)
-      caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  // start() may have failed before the actors (or even the store) existed.
+  if (ctx_)
+    for (const auto& handle : {ctx_->scheduler, ctx_->users, ctx_->outbound})
+      if (handle)
+        caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
   system_.reset();
+  if (!db_)
+    return;
 
   // Move the memtables into SST files so the next start replays no WAL.
   if (auto flushed = db_->flush(); !flushed)

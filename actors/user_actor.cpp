@@ -279,6 +279,7 @@ void start_refresh(caf::event_based_actor* self, const state_ptr& st, const std:
   params.refresh_token = std::move(refresh_token).value();
   auto request = oauth::build_refresh_request(params);
   request.timeout = st->ctx->opts.outbound_timeout;
+  request.share_key = provider;
 
   slot.refreshing = true;
   auto generation = record.generation;

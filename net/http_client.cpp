@@ -136,13 +136,16 @@ http_response perform_checked(const http_request& request, const parsed_url& url
   req.body = request.body;
 
   // Keep at most max_response_bytes of the body; read and drop the rest.
+  // The timeout bounds each read; a server trickling its body byte by byte would otherwise
+  // hold the worker for ever, so the whole body must also arrive within twice the timeout.
   std::string body;
   const auto limit = request.max_response_bytes;
-  req.content_receiver = [&body, limit](const char* data, std::size_t length, std::uint64_t,
-                                        std::uint64_t) {
+  const auto body_deadline = std::chrono::steady_clock::now() + 2 * request.timeout;
+  req.content_receiver = [&body, limit, body_deadline](const char* data, std::size_t length,
+                                                       std::uint64_t, std::uint64_t) {
     if (body.size() < limit)
       body.append(data, std::min(length, limit - body.size()));
-    return true;
+    return std::chrono::steady_clock::now() < body_deadline;
   };
 
   // Send.

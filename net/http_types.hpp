@@ -31,6 +31,9 @@ struct http_request {
   /// it returns false the request is not sent and the response says so (`withheld`). Lets a
   /// cancel that arrives while a task waits for a worker stop its action.
   std::function<bool()> still_wanted;
+  /// Calls with the same share key (a provider id) together hold at most a share of the
+  /// outbound workers; empty: the URL's host is used.
+  std::string share_key;
 
   http_request() = default;
   http_request(const http_request&) = default;

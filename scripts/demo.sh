@@ -44,6 +44,9 @@ client_secret=$(jq -r '.clients["latchkey-basic"]' <<<"$info")
 say "issuer $issuer, resource API $api_base"
 
 step "2. Start latchkeyd on a fresh data directory with a generated dev master key"
+# --token-min-lifetime-s=1: the bundled server's tokens live 5 s, less than the default 30 s
+# safety margin, which would make every task refresh; 1 s lets the imported token be used
+# until it really expires, so the refresh after expiry is visible.
 openssl rand -base64 32 >"$work/master.key"
 openssl rand -hex 32 >"$work/admin.key"
 chmod 600 "$work/master.key" "$work/admin.key"

@@ -10,6 +10,7 @@
 
 #include "actors/messages.hpp"
 #include "net/api_url.hpp"
+#include "net/ascii.hpp"
 #include "net/gateway/requests.hpp"
 #include "net/gateway/views.hpp"
 
@@ -74,6 +75,16 @@ struct principal {
   std::string name() const { return admin ? "admin" : "agent:" + agent.id; }
 };
 
+// Media types are case-insensitive and may carry parameters (RFC 9110 §8.3.1).
+bool is_json_media_type(const httplib::Request& req) {
+  auto type = req.get_header_value("Content-Type");
+  auto end = type.find(';');
+  std::string_view essence(type.data(), end == std::string::npos ? type.size() : end);
+  while (!essence.empty() && (essence.back() == ' ' || essence.back() == '\t'))
+    essence.remove_suffix(1);
+  return essence.empty() || ascii::iequals(essence, "application/json");
+}
+
 std::optional<std::string_view> bearer_token(const httplib::Request& req) {
   auto it = req.headers.find("Authorization");
   if (it == req.headers.end())
@@ -129,6 +140,12 @@ result<int> gateway::start() {
   auto threads = static_cast<std::size_t>(opts.http_threads);
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(opts.max_body_bytes);
+  // httplib's default also sets SO_REUSEPORT, which would let a second node bind a port that is
+  // already taken and share its traffic. Plain SO_REUSEADDR only (fast restarts).
+  server_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   server_->set_keep_alive_timeout(2);
   server_->set_read_timeout(10, 0);
   server_->set_write_timeout(10, 0);
@@ -207,10 +224,17 @@ void gateway::install_routes() {
                                     "another node or after the restart"));
       return httplib::Server::HandlerResponse::Handled;
     }
+    // A chunked body has no length to check against max_body_bytes before it is read, and
+    // httplib does not limit it: require Content-Length.
+    if (req.has_header("Transfer-Encoding")) {
+      reply_json(res, 411,
+                 json::object{{"error", "length_required"},
+                              {"message", "send the body with Content-Length, not chunked"}});
+      return httplib::Server::HandlerResponse::Handled;
+    }
     // The API speaks JSON only. Refusing other declared types here, before the body is read,
     // also keeps httplib from applying its 8 KiB form-body limit (curl -d sends form type).
-    auto type = req.get_header_value("Content-Type");
-    if (!type.empty() && type.rfind("application/json", 0) != 0) {
+    if (req.get_header_value<std::uint64_t>("Content-Length") > 0 && !is_json_media_type(req)) {
       reply_json(
           res, 415,
           json::object{{"error", "unsupported_media_type"},

@@ -218,6 +218,41 @@ TEST_F(api_errors, non_json_content_type_is_415) {
   EXPECT_EQ(node_->admin("POST", "/v1/agents", R"({"id":"form","users":["*"]})").status, 201);
 }
 
+// A chunked body (no Content-Length to check) is refused before it is read.
+TEST_F(api_errors, chunked_body_is_411) {
+  httplib::Client client(node_->base());
+  httplib::Headers headers{{"Authorization", "Bearer " + node_->admin_key()}};
+  auto r = client.Post(
+      "/v1/agents", headers,
+      [](std::size_t, httplib::DataSink& sink) {
+        sink.write(R"({"id":"chunky","users":["*"]})", 30);
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 411);
+  EXPECT_NE(r->body.find("length_required"), std::string::npos);
+  EXPECT_EQ(node_->admin("POST", "/v1/agents", R"({"id":"chunky","users":["*"]})").status, 201);
+}
+
+// Media types are matched case-insensitively with parameters; bodiless requests need none.
+TEST_F(api_errors, json_media_type_rules) {
+  httplib::Client client(node_->base());
+  httplib::Headers headers{{"Authorization", "Bearer " + node_->admin_key()}};
+  auto upper = client.Post("/v1/agents", headers, R"({"id":"mt1","users":["*"]})",
+                           "Application/JSON; charset=utf-8");
+  ASSERT_TRUE(upper);
+  EXPECT_EQ(upper->status, 201);
+  auto suffixed =
+      client.Post("/v1/agents", headers, R"({"id":"mt2","users":["*"]})", "application/jsonx");
+  ASSERT_TRUE(suffixed);
+  EXPECT_EQ(suffixed->status, 415);
+  auto health = client.Get("/healthz", {{"Content-Type", "text/plain"}});
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
 // "." and ".." are not user ids, also percent-encoded.
 TEST_F(api_errors, dot_segments_are_not_user_ids) {
   expect_error(node_->call(key_, "GET", "/v1/users/../tasks"), 400, "invalid_request");

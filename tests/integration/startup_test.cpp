@@ -111,6 +111,24 @@ TEST_F(startup, unusable_data_dir_and_bad_option_exit) {
   expect_one_line_mentioning(start_daemon(dir_->path(), c), "log file");
 }
 
+// A port another node already listens on is refused, not shared.
+TEST_F(startup, port_in_use_is_refused) {
+  node_->start();
+  auto port = node_->base().substr(node_->base().rfind(':') + 1);
+  auto other = dir_->path() / "other-data";
+  auto a = args((dir_->path() / "master.key").string());
+  a[0] = "--data-dir=" + other.string();
+  a[1] = "--http-port=" + port;
+  expect_one_line_mentioning(start_daemon(dir_->path(), a), "cannot listen");
+}
+
+// A data directory held by a running node is refused with one line, not a crash.
+TEST_F(startup, data_dir_in_use_is_refused) {
+  node_->start();
+  auto r = start_daemon(dir_->path(), args((dir_->path() / "master.key").string()));
+  expect_one_line_mentioning(r, "cannot open the database");
+}
+
 // The right key still opens the directory after the refusals (nothing was damaged).
 TEST_F(startup, right_key_still_starts_after_refusals) {
   start_daemon(dir_->path(), args((dir_->path() / "other.key").string()));
