@@ -21,6 +21,8 @@ namespace latchkey {
 
 // users registry
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+// users registry and user actors: a provider's settings were replaced
+using provider_changed_atom = caf::atom_constant<caf::atom("provchg")>;
 // user actor
 using put_connection_atom = caf::atom_constant<caf::atom("putconn")>;
 using get_connection_atom = caf::atom_constant<caf::atom("getconn")>;

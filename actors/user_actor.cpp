@@ -459,6 +459,10 @@ caf::behavior user_actor(caf::event_based_actor* self, std::string user, context
         return *slot.value()->record;
       },
       [self, st](create_task_atom, task_record& task) { return create_task(self, st, task); },
+      [st](provider_changed_atom, const std::string& provider) {
+        if (auto it = st->slots.find(provider); it != st->slots.end())
+          it->second.token.reset();
+      },
   };
 }
 

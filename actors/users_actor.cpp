@@ -38,6 +38,11 @@ caf::behavior users_actor(caf::event_based_actor* self, context_ptr ctx) {
   });
 
   return {
+      // Tokens minted under a provider's old settings must not reach its new API host.
+      [self, actors](provider_changed_atom changed, const std::string& provider) {
+        for (auto& [user, actor] : *actors)
+          self->send(actor, changed, provider);
+      },
       [self, ctx, actors](lookup_atom, const std::string& user) -> caf::actor {
         auto it = actors->find(user);
         if (it == actors->end()) {

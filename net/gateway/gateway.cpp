@@ -358,6 +358,8 @@ void gateway::install_routes() {
       return reply_error(res, committed.error());
     spdlog::info("provider {} id={} auth_method={}", replace_id ? "replaced" : "registered",
                  input->record.id, input->record.auth_method);
+    if (replace_id)
+      caf::anon_send(ctx->users, provider_changed_atom::value, input->record.id);
     reply_json(res, replace_id ? 200 : 201, api::provider_view(input->record));
   };
   srv.Post("/v1/providers", [store_provider](const httplib::Request& req, httplib::Response& res) {

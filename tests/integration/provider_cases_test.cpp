@@ -1091,5 +1091,32 @@ TEST_F(provider_cases, hanging_provider_does_not_starve_others) {
   node_.reset();                      // stop the node before `fast` goes away
 }
 
+// Replacing a provider drops the access tokens minted under its old settings: the new API
+// host never sees them.
+TEST_F(provider_cases, replaced_provider_gets_freshly_minted_tokens) {
+  mock_->on_token([](const recorded_request&, std::size_t i) {
+    return json_reply(200, json::object{{"access_token", "at-gen-" + std::to_string(i)},
+                                        {"expires_in", 3600},
+                                        {"token_type", "Bearer"}});
+  });
+  mock_provider moved;
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  put_connection("sam", json::object{{"refresh_token", "rt-sam"}});
+  ASSERT_EQ(str(wait("sam", schedule("sam", 0))["status"]), "succeeded");
+
+  json::object body{{"id", provider_id},
+                    {"token_url", mock_->token_url()},
+                    {"api_base_url", moved.api_base_url()},
+                    {"client_id", "latchkey-test-client"},
+                    {"client_secret", "mock-client-secret-2"}};
+  ASSERT_EQ(node_->admin("PUT", std::string("/v1/providers/") + provider_id, json::serialize(body))
+                .status,
+            200);
+  ASSERT_EQ(str(wait("sam", schedule("sam", 0))["status"]), "succeeded");
+  EXPECT_EQ(bearers_sent(moved.api_requests()), (std::vector<std::string>{"at-gen-1"}));
+  EXPECT_EQ(mock_->token_count(), 2u);
+  node_.reset();  // stop the node before `moved` goes away
+}
+
 }  // namespace
 }  // namespace latchkey::testing
