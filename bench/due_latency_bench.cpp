@@ -40,6 +40,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/runtime.hpp"
+#include "bench/bench_temp_dir.hpp"
 #include "net/http_client.hpp"
 
 namespace latchkey {
@@ -124,26 +125,7 @@ class scoped_log_probe {
   std::shared_ptr<log_probe> probe_;
 };
 
-class temp_dir {
- public:
-  temp_dir() {
-    char pattern[] = "/tmp/latchkey-due-bench-XXXXXX";
-    if (mkdtemp(pattern) != nullptr)
-      path_ = pattern;
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ignored;
-    if (!path_.empty())
-      std::filesystem::remove_all(path_, ignored);
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using latchkey::bench::temp_dir;
 
 // The provider: a token endpoint that always grants, and an API that notes when each task's
 // request arrived. Listens on 127.0.0.1 only, on a port the kernel picks.
@@ -420,7 +402,7 @@ void drive(benchmark::State& state, runtime& node, fake_provider& api, log_probe
 void BM_due_to_action(benchmark::State& state) {
   const auto started = std::chrono::steady_clock::now();
   scoped_log_probe log;
-  temp_dir dir;
+  temp_dir dir("due-bench");
   fake_provider api;
   if (dir.path().empty() || !api.listening()) {
     state.SkipWithError("cannot create a temp directory or listen on 127.0.0.1");

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_temp_dir.hpp"
 #include "persistence/records.hpp"
 #include "persistence/store.hpp"
 
@@ -86,27 +87,7 @@ const std::vector<task_record>& task_pool() {
   return pool;
 }
 
-// A database directory of the benchmark's own, removed with its contents when it goes.
-class temp_dir {
- public:
-  temp_dir() {
-    char pattern[] = "/tmp/latchkey-store-bench-XXXXXX";
-    if (mkdtemp(pattern) != nullptr)
-      path_ = pattern;
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ignored;
-    if (!path_.empty())
-      std::filesystem::remove_all(path_, ignored);
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using latchkey::bench::temp_dir;
 
 // Latency percentiles of the samples (nearest rank), in microseconds.
 void report_percentiles(benchmark::State& state, std::vector<double>& samples_us) {
@@ -129,7 +110,7 @@ void report_percentiles(benchmark::State& state, std::vector<double>& samples_us
 void commit_tasks(benchmark::State& state, bool sync,
                   std::chrono::milliseconds idle = std::chrono::milliseconds(0)) {
   const auto& tasks = task_pool();
-  temp_dir dir;
+  temp_dir dir("store-bench");
   if (dir.path().empty()) {
     state.SkipWithError("cannot create a directory under /tmp");
     return;

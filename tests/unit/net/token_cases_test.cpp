@@ -2,7 +2,9 @@
 // the refresh request builder. Inputs and expected values are read from the case files; only
 // the interpretation of each case's prose ("absent", "empty string") lives here.
 #include <gtest/gtest.h>
+
 #include <openssl/evp.h>
+#include "tests/unit/net/outcome_helpers.hpp"
 
 #include <boost/json.hpp>
 #include <filesystem>
@@ -93,20 +95,8 @@ http_response make_reply(const json::object& vector) {
   return out;
 }
 
-// By value: callers pass the temporary outcome straight in.
-token_set as_tokens(const refresh_outcome& outcome) {
-  if (const auto* tokens = std::get_if<token_set>(&outcome))
-    return *tokens;
-  ADD_FAILURE() << "expected a token set, got failure " << std::get<refresh_failure>(outcome).code;
-  return {};
-}
-
-refresh_failure as_failure(const refresh_outcome& outcome) {
-  if (const auto* failed = std::get_if<refresh_failure>(&outcome))
-    return *failed;
-  ADD_FAILURE() << "expected a failure, got a token set";
-  return {refresh_failure_kind::permanent, "<none>", "", std::nullopt};
-}
+using oauth::testing::as_failure;
+using oauth::testing::as_tokens;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

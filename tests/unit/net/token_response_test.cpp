@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/net/outcome_helpers.hpp"
+
 #include <string>
 
 namespace latchkey::oauth {
@@ -22,20 +24,8 @@ http_response reply(int status, std::string body, std::string content_type = "ap
   return out;
 }
 
-// By value: callers pass the temporary outcome straight in.
-token_set as_tokens(const refresh_outcome& outcome) {
-  if (const auto* tokens = std::get_if<token_set>(&outcome))
-    return *tokens;
-  ADD_FAILURE() << "expected a token set, got failure " << std::get<refresh_failure>(outcome).code;
-  return {};
-}
-
-refresh_failure as_failure(const refresh_outcome& outcome) {
-  if (const auto* failed = std::get_if<refresh_failure>(&outcome))
-    return *failed;
-  ADD_FAILURE() << "expected a failure, got a token set";
-  return {refresh_failure_kind::permanent, "<none>", "", std::nullopt};
-}
+using oauth::testing::as_failure;
+using oauth::testing::as_tokens;
 
 // ---- successes ----------------------------------------------------------------------------
 
