@@ -35,5 +35,6 @@ echo "setup: npm packages for the test OAuth server"
 (cd "$root/tests/oauth-server" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
 echo "setup: building in $build_dir"
-cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLATCHKEY_BUILD_TESTS=ON -DLATCHKEY_BUILD_BENCH=ON >/dev/null
 cmake --build "$build_dir" -j2
