@@ -116,7 +116,7 @@ void send_action(caf::event_based_actor* self, const state_ptr& st, secret_strin
               finish(self, st, outcome_of(run_outcome::failed, "cancelled"));
               return;
             }
-            auto detail = st->task.action.method + " " + st->task.action.path + " -> " +
+            auto detail = describe_action(st->task.action) + " -> " +
                           (reply.transport_failed() ? std::string("no response")
                                                     : std::to_string(reply.status));
             if (reply.status == 401 && !st->forced_refresh) {

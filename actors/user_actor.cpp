@@ -427,7 +427,7 @@ task_result create_task(caf::event_based_actor* self, const state_ptr& st, task_
   batch.put_task(task, std::nullopt);
   auto audited = st->ctx->audit->append_to(
       batch, audit_event{st->user, "agent:" + task.agent, "task.scheduled", "ok", task.provider,
-                         task.id, task.action.method + " " + task.action.path});
+                         task.id, describe_action(task.action)});
   if (!audited)
     return audited.error();
   if (auto committed = st->ctx->db->commit(batch); !committed)

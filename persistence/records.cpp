@@ -19,6 +19,10 @@ bool agent_record::may_access(const std::string& user) const {
   return all_users || std::find(users.begin(), users.end(), user) != users.end();
 }
 
+std::string describe_action(const task_action& action) {
+  return action.method + " " + action.path.substr(0, action.path.find('?'));
+}
+
 bool task_status_is_pending(const std::string& status) {
   return status == task_status::scheduled || status == task_status::running ||
          status == task_status::retrying;

@@ -85,6 +85,10 @@ struct task_action {
   std::optional<std::string> body;
 };
 
+/// "METHOD /path" of an action for audit records and logs: the query is left out, since an
+/// agent may have put its own credentials there.
+std::string describe_action(const task_action& action);
+
 struct task_record {
   std::string id;
   std::string user;

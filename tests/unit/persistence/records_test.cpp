@@ -129,6 +129,14 @@ TEST(records, decode_fails_on_damaged_input) {
   EXPECT_FALSE(decode_task(missing).ok());
 }
 
+// Audit and log descriptions of an action leave its query out.
+TEST(records, action_description_drops_the_query) {
+  task_action action{"POST", "/leads/1?api_key=agent-secret", {}, std::nullopt};
+  EXPECT_EQ(describe_action(action), "POST /leads/1");
+  action.path = "/plain";
+  EXPECT_EQ(describe_action(action), "POST /plain");
+}
+
 // Only scheduled, running and retrying tasks will run again.
 TEST(records, pending_statuses_are_the_ones_that_run_again) {
   EXPECT_TRUE(task_status_is_pending(task_status::scheduled));
