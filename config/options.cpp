@@ -132,26 +132,35 @@ std::string integer_type(const std::string& unit, std::int64_t min, std::int64_t
          std::to_string(max);
 }
 
-template <class Int>
-option_spec integer_option(std::string name, std::string metavar, std::string unit,
-                           Int options::*field, std::int64_t min, std::int64_t max,
-                           std::string description) {
+// An integer option; `get` and `put` convert between the field and its integer value.
+template <class Get, class Put>
+option_spec integer_spec(std::string name, std::string metavar, std::string unit, std::int64_t min,
+                         std::int64_t max, std::string description, Get get, Put put) {
   option_spec spec;
   spec.name = std::move(name);
   spec.kind = value_kind::integer;
   spec.metavar = std::move(metavar);
   spec.type = integer_type(unit, min, max);
   spec.description = std::move(description);
-  spec.show = [field](const options& o) { return std::to_string(o.*field); };
-  spec.set = [field, min, max](options& o, std::string_view text) -> problem {
+  spec.show = [get](const options& o) { return std::to_string(get(o)); };
+  spec.set = [put, min, max](options& o, std::string_view text) -> problem {
     std::int64_t value = 0;
-    if (auto wrong = parse_integer(text, min, max, value)) {
+    if (auto wrong = parse_integer(text, min, max, value))
       return wrong;
-    }
-    o.*field = static_cast<Int>(value);
+    put(o, value);
     return std::nullopt;
   };
   return spec;
+}
+
+template <class Int>
+option_spec integer_option(std::string name, std::string metavar, std::string unit,
+                           Int options::*field, std::int64_t min, std::int64_t max,
+                           std::string description) {
+  return integer_spec(
+      std::move(name), std::move(metavar), std::move(unit), min, max, std::move(description),
+      [field](const options& o) { return o.*field; },
+      [field](options& o, std::int64_t v) { o.*field = static_cast<Int>(v); });
 }
 
 // Durations are plain integers whose unit is part of the option's name (`_ms`, `_s`), so a
@@ -160,22 +169,10 @@ template <class Rep, class Period>
 option_spec duration_option(std::string name, std::string metavar, std::string unit,
                             std::chrono::duration<Rep, Period> options::*field, std::int64_t min,
                             std::int64_t max, std::string description) {
-  option_spec spec;
-  spec.name = std::move(name);
-  spec.kind = value_kind::integer;
-  spec.metavar = std::move(metavar);
-  spec.type = integer_type(unit, min, max);
-  spec.description = std::move(description);
-  spec.show = [field](const options& o) { return std::to_string((o.*field).count()); };
-  spec.set = [field, min, max](options& o, std::string_view text) -> problem {
-    std::int64_t value = 0;
-    if (auto wrong = parse_integer(text, min, max, value)) {
-      return wrong;
-    }
-    o.*field = std::chrono::duration<Rep, Period>(value);
-    return std::nullopt;
-  };
-  return spec;
+  return integer_spec(
+      std::move(name), std::move(metavar), std::move(unit), min, max, std::move(description),
+      [field](const options& o) { return (o.*field).count(); },
+      [field](options& o, std::int64_t v) { o.*field = std::chrono::duration<Rep, Period>(v); });
 }
 
 constexpr std::int64_t kib = 1024;
